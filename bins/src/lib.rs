@@ -1,0 +1,1 @@
+//! Glue shared by the crm-substrate binaries: settings, tracing, progress.
