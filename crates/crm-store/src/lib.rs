@@ -1,11 +1,52 @@
-//! SQLite access for crm-substrate.
+//! SQLite access for crm-substrate: the one place that knows the CRM's schema.
 //!
-//! This crate is the one place that knows the CRM's schema. It will hold:
-//! - connection pools (a read-write pool and a read-only pool) configured for WAL,
-//!   a busy timeout and foreign keys;
-//! - the source-contract check run at open, naming any missing table or column;
-//! - the versioned Phase-0 migrations recorded in `substrate_schema_migrations`;
-//! - typed rows (`Person`, `Organization`, `Interaction`, `Deal`) and the queries the
-//!   other steps need (keyset pages since a watermark, anti-joins, related rows);
-//! - rendering of each row into a searchable document;
-//! - helpers that write the Phase-0 tables inside a caller's transaction.
+//! What it holds:
+//! - [`Store`]: a read-write pool and a read-only pool over the CRM file, every
+//!   connection in WAL mode with a busy timeout, `foreign_keys=ON`, `synchronous=NORMAL`;
+//! - the source-contract check run at open ([`contract`]), naming any missing table or
+//!   column and the file;
+//! - the versioned Phase-0 migrations ([`migrations`]) recorded in
+//!   `substrate_schema_migrations` (never `PRAGMA user_version`, which is the CRM's);
+//! - typed rows ([`Person`], [`Organization`], [`Interaction`], [`Deal`]), timestamps
+//!   normalised on read ([`Timestamp`]) and the reads the other steps need ([`queries`]):
+//!   keyset pages since a [`Watermark`], anti-joins against the index, related rows;
+//!
+//! Functions that touch SQLite take a `&Connection` or `&Transaction`; they never open
+//! their own, so the caller controls transaction scope (and never holds a read transaction
+//! across a network call).
+//!
+//! ```no_run
+//! use crm_store::{Store, StoreConfig, Person, queries};
+//!
+//! # fn main() -> Result<(), crm_store::StoreError> {
+//! let store = Store::open(StoreConfig::new("/data/crm.db"))?;
+//! let conn = store.reader()?;
+//! let mut after = None;
+//! loop {
+//!     let page = queries::keyset_page::<Person>(&conn, after, 1000)?;
+//!     let Some(next) = page.next else { break };
+//!     for person in &page.rows {
+//!         // ...
+//!         let _ = person.full_name.len();
+//!     }
+//!     after = Some(next);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod contract;
+mod error;
+pub mod migrations;
+pub mod queries;
+mod rows;
+mod store;
+mod timestamp;
+
+pub use error::{MissingItem, StoreError};
+pub use rows::{Deal, Interaction, Organization, Person, SourceRow, SourceTable};
+pub use store::{PooledConn, Store, StoreConfig, open_connection};
+pub use timestamp::{EPOCH_TEXT, NORMALISED_UPDATED_AT, Timestamp, Watermark};
+
+/// Re-exported so callers name the same rusqlite version as this crate.
+pub use rusqlite;
