@@ -1,1 +1,16 @@
-//! Glue shared by the crm-substrate binaries: settings, tracing, progress.
+//! Glue shared by the crm-substrate binaries.
+//!
+//! The binaries in `src/bin/` are thin: they parse flags, load [`settings::Settings`],
+//! build the library crates' typed configs, call the libraries, and print a summary.
+//! What they share lives here:
+//! - [`settings`]: the one typed settings struct and its layered loader;
+//! - [`cli`]: common flags, start-up (settings, tracing), and the exit path;
+//! - [`progress`]: progress bars that stay out of the way when stderr is not a terminal;
+//! - [`resources`]: peak memory, for summaries and benchmarks;
+//! - [`bench`]: the `crm-bench` suites.
+
+pub mod bench;
+pub mod cli;
+pub mod progress;
+pub mod resources;
+pub mod settings;

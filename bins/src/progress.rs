@@ -1,0 +1,33 @@
+//! Progress bars for long work, drawn on stderr only when it is a terminal.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::Terminal;
+
+/// A bar for `len` items of work, labelled `what`.
+pub fn bar(terminal: &Terminal, len: u64, what: &str) -> ProgressBar {
+    let bar = terminal.multi().add(ProgressBar::new(len));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>12.bold} [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_owned());
+    bar
+}
+
+/// A spinner for work of unknown length, labelled `what`.
+pub fn spinner(terminal: &Terminal, what: &str) -> ProgressBar {
+    let bar = terminal.multi().add(ProgressBar::new_spinner());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12.bold} {spinner} {human_pos} {per_sec} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(what.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
