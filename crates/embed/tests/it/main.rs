@@ -1,0 +1,6 @@
+//! Integration tests of the `embed` crate: one binary, modules per component.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod http;
+mod support;
