@@ -1,6 +1,6 @@
 import { healthFns, T } from '@start9labs/start-sdk'
 import { sdk } from './sdk'
-import { Config, configJson } from './fileModels/config.json'
+import { Config, configJson, configShape } from './fileModels/config.json'
 import { MCP_HOST_ID, MCP_INTERFACE_ID } from './interfaces'
 import {
   CONFIG_PATH,
@@ -27,7 +27,11 @@ async function syncAllowedHosts(effects: T.Effects, hostnames: string[]): Promis
   await configJson.write(effects, next)
 }
 
-/** The answer of `crm-mcp`'s /health: 200 with `{"status": "ok", ...}` when ready. */
+/**
+ * `crm-mcp`'s /health (no token needed): HTTP 200 with a JSON object saying
+ * `"status": "ok"` (or `"ok": true`) once the database opens and the index answers;
+ * anything else is reported with the server's own words.
+ */
 async function mcpHealth(): Promise<healthFns.HealthCheckResult> {
   try {
     const res = await fetch(`http://127.0.0.1:${MCP_PORT}/health`, {
@@ -35,7 +39,7 @@ async function mcpHealth(): Promise<healthFns.HealthCheckResult> {
     })
     const body: unknown = await res.json().catch(() => null)
     const fields = body !== null && typeof body === 'object' ? (body as Record<string, unknown>) : {}
-    if (res.ok && fields.status === 'ok') {
+    if (res.ok && (fields.status === 'ok' || fields.ok === true)) {
       return { result: 'success', message: 'The MCP server is answering' }
     }
     const detail = fields.error ?? fields.message ?? fields.status ?? `HTTP ${res.status}`
@@ -59,6 +63,16 @@ export const main = sdk.setupMain(async ({ effects }) => {
   // Every binary reads config.json when it starts, so a change to it (Configure)
   // restarts the daemons through this `const`.
   const config = await configJson.read().const(effects)
+  // The file model keeps unknown keys (the SDK loosens its schema), but every binary
+  // would reject them: say which, once, here.
+  const strict = configShape.safeParse(config ?? {})
+  if (!strict.success) {
+    const issues = strict.error.issues.map((i) => {
+      const where = i.path.join('.') || '(top level)'
+      return `${where}: ${i.message}`
+    })
+    throw new Error(`${CONFIG_PATH} is not valid: ${issues.join('; ')}`)
+  }
   if (!config?.mcp?.token) {
     throw new Error('The MCP server has no token yet: run the Configure action.')
   }

@@ -23,7 +23,8 @@ export const mcpConnection = sdk.Action.withoutInput(
       throw new Error('No MCP token is set yet: run Configure first.')
     }
     const host = await sdk.host.getOwn(effects, MCP_HOST_ID).once()
-    const urls = host?.bindings[MCP_PORT]?.interfaces[MCP_INTERFACE_ID]?.addressInfo.nonLocal.format() ?? []
+    const found = host?.bindings[MCP_PORT]?.interfaces[MCP_INTERFACE_ID]?.addressInfo.nonLocal.format()
+    const urls = [...new Set(found ?? [])]
     const first = urls[0] ?? '<URL>'
     return {
       version: '1',
