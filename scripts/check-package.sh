@@ -100,16 +100,33 @@ echo "flags: $(echo "$used_flags" | tr '\n' ' ')"
 
 if [ -n "$bin_dir" ]; then
     step "binaries accept the flags the package passes (--bin-dir $bin_dir)"
-    printf '%s\n' "$contract" | while read -r bin flags; do
+    failures=0
+    while read -r bin flags; do
         exe="$bin_dir/$bin"
-        [ -x "$exe" ] || { echo "$exe is missing: the package or the entrypoint runs $bin" >&2; exit 1; }
-        help=$("$exe" --help) || { echo "$bin --help failed" >&2; exit 1; }
+        if [ ! -x "$exe" ]; then
+            echo "FAIL $bin: $exe is missing (the package or the entrypoint runs it)"
+            failures=$((failures + 1))
+            continue
+        fi
+        if ! help=$("$exe" --help 2>&1); then
+            echo "FAIL $bin: --help failed: $help"
+            failures=$((failures + 1))
+            continue
+        fi
+        missing=
         for flag in $flags; do
-            printf '%s\n' "$help" | grep -qE -- "(^|[ ,])$flag([ =,]|\$)" \
-                || { echo "$bin --help does not list $flag, which the package passes" >&2; exit 1; }
+            printf '%s\n' "$help" | grep -qE -- "(^|[ ,])$flag([ =,]|\$)" || missing="$missing $flag"
         done
-        echo "$bin: ok ($flags)"
-    done
+        if [ -n "$missing" ]; then
+            echo "FAIL $bin: --help does not list$missing, which the package passes"
+            failures=$((failures + 1))
+        else
+            echo "ok   $bin ($flags)"
+        fi
+    done <<CONTRACT
+$contract
+CONTRACT
+    [ "$failures" -eq 0 ] || { echo "$failures binaries do not match what the package calls" >&2; exit 1; }
 else
     step "binaries: skipped (pass --bin-dir DIR to check them)"
 fi
