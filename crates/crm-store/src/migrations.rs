@@ -153,6 +153,19 @@ CREATE TABLE IF NOT EXISTS substrate_leases (
 );
 "#;
 
+/// The source rows each side of a merge held when it was decided, so that a re-run can
+/// keep merged rows together and an undo knows which rows go back to the loser
+/// (written and read by `entity-resolve`'s merge machinery).
+const ENTITY_MERGE_ROWS_SQL: &str = "
+CREATE TABLE IF NOT EXISTS entity_merge_rows (
+    merge_id     INTEGER NOT NULL REFERENCES entity_merges(id),
+    side         TEXT NOT NULL CHECK (side IN ('winner', 'loser')),
+    source_table TEXT NOT NULL,
+    source_id    INTEGER NOT NULL,
+    PRIMARY KEY (merge_id, side, source_table, source_id)
+) WITHOUT ROWID;
+";
+
 /// The keyset and relation indexes on the CRM's own tables. The keyset expression must
 /// stay byte-identical to [`NORMALISED_UPDATED_AT`] (a test checks that the planner uses
 /// these indexes for the keyset queries).
@@ -179,7 +192,7 @@ fn source_indexes_sql() -> &'static str {
 }
 
 /// Every migration this build knows, in order.
-pub fn migrations() -> [Migration; 2] {
+pub fn migrations() -> [Migration; 3] {
     [
         Migration {
             version: 1,
@@ -190,6 +203,11 @@ pub fn migrations() -> [Migration; 2] {
             version: 2,
             name: "source_indexes",
             sql: source_indexes_sql(),
+        },
+        Migration {
+            version: 3,
+            name: "entity_merge_rows",
+            sql: ENTITY_MERGE_ROWS_SQL,
         },
     ]
 }
