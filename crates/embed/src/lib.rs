@@ -6,3 +6,5 @@
 //! `fuzzy-llm`.
 
 pub mod http;
+#[cfg(feature = "testing")]
+pub mod testing;
