@@ -50,6 +50,9 @@ else
 fi
 elapsed
 
+step "StartOS package, entrypoint and scripts (tsc, SDK lint, fixtures, shellcheck, binary flags)"
+"$root/scripts/check-package.sh" --bin-dir "${CARGO_TARGET_DIR:-$root/target}/debug"
+
 step "cargo deny (licenses, bans, sources; advisories need the network)"
 cargo deny --locked check licenses bans sources
 
