@@ -11,3 +11,5 @@ pub mod http;
 
 pub use bm25::{Bm25Config, Bm25Encoder, SparseVector};
 pub use error::EmbedError;
+#[cfg(feature = "testing")]
+pub mod testing;
