@@ -1,0 +1,990 @@
+//! The embedded engine: one `qdrant-edge` shard per collection, in `{dir}/{collection}`.
+//!
+//! `EdgeShard` is synchronous, so every call runs on tokio's blocking pool. The shard
+//! serves concurrent reads, but its writes are not safe to overlap: `flush()` asserts
+//! with `try_lock().expect(..)` that no update holds the WAL or a segment-holder write
+//! lock, and panics otherwise. So writes, flushes and optimisation take one mutex, while
+//! searches only take the read side of the lock that guards the shard's existence
+//! (dropping and re-creating the collection takes its write side).
+//!
+//! One process at a time: the shard keeps its mutable segment in memory and rewrites
+//! files on flush, so a second process on the same directory would overwrite the first
+//! one's data. An exclusive lock on `{dir}/{collection}.lock` enforces it.
+
+use std::collections::HashMap;
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use qdrant_edge::external::ordered_float::OrderedFloat;
+use qdrant_edge::{
+    CountRequest, CreateIndex, Distance, EdgeConfig, EdgeOptimizersConfig, EdgeShard,
+    EdgeSparseVectorParams, EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, Fusion,
+    HnswIndexConfig, JsonPath, Match, Modifier, NamedQuery, OperationError, Payload,
+    PayloadFieldSchema, PayloadOps, PayloadSchemaType, PointId, PointInsertOperations,
+    PointOperations, PointStructPersisted, Prefetch, QueryEnum, QueryRequest, Range, Record,
+    ScoredPoint, ScoringQuery, ScrollRequest as EdgeScrollRequest, SetPayloadOp, UpdateOperation,
+    VectorInternal, VectorPersisted, VectorStructInternal, VectorStructPersisted,
+    WithPayloadInterface, WithVector,
+};
+use serde_json::{Map, Value};
+
+use crate::config::{CollectionSpec, EngineKind};
+use crate::error::IndexError;
+use crate::point::{
+    ChunkId, ChunkPayload, ChunkPoint, PAYLOAD_INDEXES, PayloadIndexKind, SparseVector,
+    StoredPoint, StoredVectors,
+};
+use crate::query::{Cond, FilterSpec, IndexInfo, OptimizeOutcome, ScrollPage, SearchHit};
+use crate::{CollectionStatus, DENSE_VECTOR, PayloadTarget, PlanQuery, SPARSE_VECTOR, SearchPlan};
+
+/// How many points one `update` call carries (one WAL record each).
+const UPSERT_BATCH: usize = 512;
+
+/// How many ids or source ids one delete/payload operation carries.
+const ID_BATCH: usize = 4096;
+
+/// The embedded engine of one collection.
+pub(crate) struct Embedded {
+    state: Arc<State>,
+}
+
+struct State {
+    collection: String,
+    path: PathBuf,
+    slot: RwLock<Slot>,
+    writes: Mutex<()>,
+    /// Held for the life of the handle; declared last so the shard is flushed and
+    /// dropped before the lock is released.
+    _lock: File,
+}
+
+enum Slot {
+    /// No collection on disk.
+    Missing,
+    /// A directory that does not load; only a re-create can fix it.
+    Broken(String),
+    /// The shard, open.
+    Ready(Box<Loaded>),
+}
+
+struct Loaded {
+    shard: EdgeShard,
+    dense_dim: usize,
+}
+
+impl Embedded {
+    /// Opens (without creating) the collection under `dir`.
+    pub(crate) async fn open(dir: PathBuf, collection: String) -> Result<Self, IndexError> {
+        let opened = tokio::task::spawn_blocking(move || Self::open_blocking(dir, collection))
+            .await
+            .map_err(|join| IndexError::EnginePanicked {
+                operation: "open",
+                collection: String::new(),
+                path: PathBuf::new(),
+                detail: panic_message(join),
+            })??;
+        Ok(opened)
+    }
+
+    fn open_blocking(dir: PathBuf, collection: String) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(&dir).map_err(|source| IndexError::Io {
+            operation: "create directory",
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join(&collection);
+        let lock_path = dir.join(format!("{collection}.lock"));
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| IndexError::Io {
+                operation: "open lock file",
+                path: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(IndexError::Locked {
+                    path,
+                    lock: lock_path,
+                });
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(IndexError::Io {
+                    operation: "lock",
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+
+        let slot = if path.exists() {
+            match load_shard(&path) {
+                Ok(loaded) => Slot::Ready(Box::new(loaded)),
+                Err(detail) => {
+                    tracing::warn!(path = %path.display(), %detail, "embedded collection does not load");
+                    Slot::Broken(detail)
+                }
+            }
+        } else {
+            Slot::Missing
+        };
+        tracing::debug!(path = %path.display(), ready = matches!(slot, Slot::Ready(_)), "opened embedded index");
+        Ok(Self {
+            state: Arc::new(State {
+                collection,
+                path,
+                slot: RwLock::new(slot),
+                writes: Mutex::new(()),
+                _lock: lock,
+            }),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.state.path
+    }
+
+    /// Runs `f` on the blocking pool and turns a panic into an error.
+    async fn run<T, F>(&self, operation: &'static str, f: F) -> Result<T, IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&State) -> Result<T, IndexError> + Send + 'static,
+    {
+        let state = Arc::clone(&self.state);
+        let task = tokio::task::spawn_blocking(move || f(&state));
+        match task.await {
+            Ok(result) => result,
+            Err(join) => Err(self.state.panicked(operation, panic_message(join))),
+        }
+    }
+
+    pub(crate) async fn exists(&self) -> Result<bool, IndexError> {
+        self.run("exists", |state| {
+            Ok(matches!(*state.read_slot("exists")?, Slot::Ready(_)))
+        })
+        .await
+    }
+
+    pub(crate) async fn dense_dim(&self) -> Result<usize, IndexError> {
+        self.run("read config", |state| {
+            state.with_shard("read config", |loaded| Ok(loaded.dense_dim))
+        })
+        .await
+    }
+
+    pub(crate) async fn ensure_collection(
+        &self,
+        spec: CollectionSpec,
+        recreate: bool,
+    ) -> Result<CollectionStatus, IndexError> {
+        self.run("ensure collection", move |state| {
+            state.ensure_blocking(&spec, recreate)
+        })
+        .await
+    }
+
+    pub(crate) async fn drop_collection(&self) -> Result<bool, IndexError> {
+        self.run("drop collection", |state| {
+            let mut slot = state.write_slot("drop collection")?;
+            state.remove_blocking(&mut slot)
+        })
+        .await
+    }
+
+    pub(crate) async fn upsert(&self, points: Vec<ChunkPoint>) -> Result<usize, IndexError> {
+        self.run("upsert", move |state| {
+            state.write("upsert", |loaded| {
+                let total = points.len();
+                let mut points = points.into_iter();
+                loop {
+                    let batch: Vec<PointStructPersisted> = points
+                        .by_ref()
+                        .take(UPSERT_BATCH)
+                        .map(|point| state.to_edge_point(point))
+                        .collect::<Result<_, _>>()?;
+                    if batch.is_empty() {
+                        break;
+                    }
+                    state.update(
+                        loaded,
+                        "upsert",
+                        UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+                            PointInsertOperations::PointsList(batch),
+                        )),
+                    )?;
+                }
+                Ok(total)
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_points(&self, ids: Vec<ChunkId>) -> Result<(), IndexError> {
+        self.run("delete points", move |state| {
+            state.write("delete points", |loaded| {
+                for batch in ids.chunks(ID_BATCH) {
+                    let ids = batch
+                        .iter()
+                        .map(|id| PointId::Uuid(*id.as_uuid()))
+                        .collect();
+                    state.update(
+                        loaded,
+                        "delete points",
+                        UpdateOperation::PointOperation(PointOperations::DeletePoints { ids }),
+                    )?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_by_filter(
+        &self,
+        operation: &'static str,
+        filters: Vec<FilterSpec>,
+    ) -> Result<(), IndexError> {
+        self.run(operation, move |state| {
+            state.write(operation, |loaded| {
+                for spec in &filters {
+                    let filter = edge_filter(spec).ok_or_else(|| {
+                        state.invalid(operation, "an empty filter would delete every point")
+                    })?;
+                    state.update(
+                        loaded,
+                        operation,
+                        UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(
+                            filter,
+                        )),
+                    )?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn set_payload(
+        &self,
+        operation: &'static str,
+        target: PayloadTarget,
+        fields: Map<String, Value>,
+    ) -> Result<(), IndexError> {
+        self.run(operation, move |state| {
+            state.write(operation, |loaded| {
+                let ops: Vec<SetPayloadOp> = match target {
+                    PayloadTarget::Ids(ids) => ids
+                        .chunks(ID_BATCH)
+                        .map(|batch| SetPayloadOp {
+                            payload: Payload(fields.clone()),
+                            points: Some(
+                                batch
+                                    .iter()
+                                    .map(|id| PointId::Uuid(*id.as_uuid()))
+                                    .collect(),
+                            ),
+                            filter: None,
+                            key: None,
+                        })
+                        .collect(),
+                    PayloadTarget::Filters(specs) => specs
+                        .iter()
+                        .map(|spec| {
+                            let filter = edge_filter(spec).ok_or_else(|| {
+                                state.invalid(operation, "an empty filter would update every point")
+                            })?;
+                            Ok(SetPayloadOp {
+                                payload: Payload(fields.clone()),
+                                points: None,
+                                filter: Some(filter),
+                                key: None,
+                            })
+                        })
+                        .collect::<Result<_, IndexError>>()?,
+                };
+                for op in ops {
+                    state.update(
+                        loaded,
+                        operation,
+                        UpdateOperation::PayloadOperation(PayloadOps::SetPayload(op)),
+                    )?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn search(&self, plan: SearchPlan) -> Result<Vec<SearchHit>, IndexError> {
+        self.run("search", move |state| {
+            state.with_shard("search", |loaded| {
+                let request = edge_query(&plan);
+                let points = loaded
+                    .shard
+                    .query(request)
+                    .map_err(|err| state.engine("search", &err))?;
+                points
+                    .into_iter()
+                    .map(|point| state.to_hit(point))
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn count(&self, filter: FilterSpec) -> Result<u64, IndexError> {
+        self.run("count", move |state| {
+            state.with_shard("count", |loaded| {
+                let count = loaded
+                    .shard
+                    .count(CountRequest {
+                        filter: edge_filter(&filter),
+                        exact: true,
+                    })
+                    .map_err(|err| state.engine("count", &err))?;
+                Ok(count as u64)
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn scroll(
+        &self,
+        filter: FilterSpec,
+        limit: usize,
+        offset: Option<ChunkId>,
+        with_vectors: bool,
+    ) -> Result<ScrollPage, IndexError> {
+        self.run("scroll", move |state| {
+            state.with_shard("scroll", |loaded| {
+                let (records, next) = loaded
+                    .shard
+                    .scroll(EdgeScrollRequest {
+                        offset: offset.map(|id| PointId::Uuid(*id.as_uuid())),
+                        limit: Some(limit),
+                        filter: edge_filter(&filter),
+                        with_payload: Some(WithPayloadInterface::Bool(true)),
+                        with_vector: WithVector::Bool(with_vectors),
+                        order_by: None,
+                    })
+                    .map_err(|err| state.engine("scroll", &err))?;
+                let points = records
+                    .into_iter()
+                    .map(|record| state.to_stored(record))
+                    .collect::<Result<_, _>>()?;
+                let next_offset = next.map(|id| state.chunk_id(id)).transpose()?;
+                Ok(ScrollPage {
+                    points,
+                    next_offset,
+                })
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn retrieve(
+        &self,
+        ids: Vec<ChunkId>,
+        with_vectors: bool,
+    ) -> Result<Vec<StoredPoint>, IndexError> {
+        self.run("retrieve", move |state| {
+            state.with_shard("retrieve", |loaded| {
+                let ids: Vec<PointId> = ids.iter().map(|id| PointId::Uuid(*id.as_uuid())).collect();
+                let records = loaded
+                    .shard
+                    .retrieve(
+                        &ids,
+                        Some(WithPayloadInterface::Bool(true)),
+                        Some(WithVector::Bool(with_vectors)),
+                    )
+                    .map_err(|err| state.engine("retrieve", &err))?;
+                records
+                    .into_iter()
+                    .map(|record| state.to_stored(record))
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn info(&self) -> Result<IndexInfo, IndexError> {
+        self.run("info", |state| {
+            state.with_shard("info", |loaded| {
+                let info = loaded.shard.info();
+                let points_count = loaded
+                    .shard
+                    .count(CountRequest {
+                        filter: None,
+                        exact: true,
+                    })
+                    .map_err(|err| state.engine("info", &err))?;
+                let mut payload_indexes: Vec<(String, PayloadIndexKind)> = info
+                    .payload_schema
+                    .iter()
+                    .filter_map(|(key, index)| {
+                        let kind = match index.data_type {
+                            PayloadSchemaType::Keyword => PayloadIndexKind::Keyword,
+                            PayloadSchemaType::Integer => PayloadIndexKind::Integer,
+                            PayloadSchemaType::Datetime => PayloadIndexKind::Datetime,
+                            _ => return None,
+                        };
+                        Some((key.to_string(), kind))
+                    })
+                    .collect();
+                payload_indexes.sort_by(|a, b| a.0.cmp(&b.0));
+                Ok(IndexInfo {
+                    engine: EngineKind::Embedded,
+                    collection: state.collection.clone(),
+                    points_count: points_count as u64,
+                    indexed_vectors_count: info.indexed_vectors_count as u64,
+                    segments_count: info.segments_count as u64,
+                    dense_dim: loaded.dense_dim,
+                    payload_indexes,
+                })
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn optimize(&self) -> Result<OptimizeOutcome, IndexError> {
+        self.run("optimize", |state| {
+            state.write("optimize", |loaded| {
+                let segments_before = loaded.shard.info().segments_count as u64;
+                let optimized = loaded
+                    .shard
+                    .optimize()
+                    .map_err(|err| state.engine("optimize", &err))?;
+                let info = loaded.shard.info();
+                Ok(OptimizeOutcome {
+                    optimized,
+                    segments_before,
+                    segments_after: info.segments_count as u64,
+                    indexed_vectors_count: info.indexed_vectors_count as u64,
+                })
+            })
+        })
+        .await
+    }
+}
+
+impl State {
+    fn read_slot(
+        &self,
+        operation: &'static str,
+    ) -> Result<std::sync::RwLockReadGuard<'_, Slot>, IndexError> {
+        self.slot.read().map_err(|_| {
+            self.panicked(
+                operation,
+                "an earlier drop or re-create of the collection panicked".into(),
+            )
+        })
+    }
+
+    fn write_slot(
+        &self,
+        operation: &'static str,
+    ) -> Result<std::sync::RwLockWriteGuard<'_, Slot>, IndexError> {
+        self.slot.write().map_err(|_| {
+            self.panicked(
+                operation,
+                "an earlier drop or re-create of the collection panicked".into(),
+            )
+        })
+    }
+
+    /// Runs a read on the open shard.
+    fn with_shard<T>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&Loaded) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
+        let slot = self.read_slot(operation)?;
+        match &*slot {
+            Slot::Ready(loaded) => f(loaded),
+            Slot::Missing => Err(IndexError::CollectionMissing {
+                engine: EngineKind::Embedded,
+                collection: self.collection.clone(),
+            }),
+            Slot::Broken(detail) => Err(self.broken(operation, detail)),
+        }
+    }
+
+    /// Runs writes on the open shard, one writer at a time, and flushes before returning.
+    fn write<T>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&Loaded) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
+        self.with_shard(operation, |loaded| {
+            let _writer = self.writes.lock().map_err(|_: PoisonError<_>| {
+                self.panicked(
+                    operation,
+                    "an earlier write panicked inside the engine".into(),
+                )
+            })?;
+            let result = f(loaded);
+            // Flush even after a failed batch: earlier batches of the call were applied.
+            loaded.shard.flush();
+            result
+        })
+    }
+
+    fn update(
+        &self,
+        loaded: &Loaded,
+        operation: &'static str,
+        update: UpdateOperation,
+    ) -> Result<(), IndexError> {
+        loaded
+            .shard
+            .update(update)
+            .map_err(|err| self.engine(operation, &err))
+    }
+
+    fn ensure_blocking(
+        &self,
+        spec: &CollectionSpec,
+        recreate: bool,
+    ) -> Result<CollectionStatus, IndexError> {
+        let mut slot = self.write_slot("ensure collection")?;
+        let mut status = CollectionStatus::Created;
+        if recreate && self.remove_blocking(&mut slot)? {
+            status = CollectionStatus::Recreated;
+        }
+        match &*slot {
+            Slot::Ready(loaded) => {
+                self.check_matches(loaded, spec)?;
+                let _writer = self.writes.lock().map_err(|_| {
+                    self.panicked(
+                        "ensure collection",
+                        "an earlier write panicked inside the engine".into(),
+                    )
+                })?;
+                self.ensure_payload_indexes(loaded)?;
+                loaded.shard.flush();
+                return Ok(CollectionStatus::Existing);
+            }
+            Slot::Broken(detail) => return Err(self.broken("ensure collection", detail)),
+            Slot::Missing => {}
+        }
+        std::fs::create_dir_all(&self.path).map_err(|source| IndexError::Io {
+            operation: "create directory",
+            path: self.path.clone(),
+            source,
+        })?;
+        let shard = EdgeShard::new(&self.path, edge_config(spec))
+            .map_err(|err| self.engine("create collection", &err))?;
+        let loaded = Loaded {
+            shard,
+            dense_dim: spec.dense_dim,
+        };
+        self.ensure_payload_indexes(&loaded)?;
+        loaded.shard.flush();
+        tracing::info!(path = %self.path.display(), dense_dim = spec.dense_dim, "created embedded collection");
+        *slot = Slot::Ready(Box::new(loaded));
+        Ok(status)
+    }
+
+    /// Drops the shard and deletes its directory; says whether there was one.
+    fn remove_blocking(&self, slot: &mut Slot) -> Result<bool, IndexError> {
+        let previous = std::mem::replace(slot, Slot::Missing);
+        // Dropping the shard flushes it; it must happen before its files go.
+        drop(previous);
+        if !self.path.exists() {
+            return Ok(false);
+        }
+        std::fs::remove_dir_all(&self.path).map_err(|source| IndexError::Io {
+            operation: "remove collection directory",
+            path: self.path.clone(),
+            source,
+        })?;
+        tracing::info!(path = %self.path.display(), "dropped embedded collection");
+        Ok(true)
+    }
+
+    fn check_matches(&self, loaded: &Loaded, spec: &CollectionSpec) -> Result<(), IndexError> {
+        let config = loaded.shard.config();
+        let found = describe_config(&config);
+        let expected = CollectionSpec::describe(spec.dense_dim);
+        if found == expected {
+            Ok(())
+        } else {
+            Err(IndexError::CollectionMismatch {
+                engine: EngineKind::Embedded,
+                collection: self.collection.clone(),
+                expected,
+                found,
+            })
+        }
+    }
+
+    fn ensure_payload_indexes(&self, loaded: &Loaded) -> Result<(), IndexError> {
+        let present = loaded.shard.info().payload_schema;
+        for (name, kind) in PAYLOAD_INDEXES {
+            let path =
+                json_path(name).map_err(|detail| self.invalid("create payload index", &detail))?;
+            if present.contains_key(&path) {
+                continue;
+            }
+            let schema = match kind {
+                PayloadIndexKind::Keyword => PayloadSchemaType::Keyword,
+                PayloadIndexKind::Integer => PayloadSchemaType::Integer,
+                PayloadIndexKind::Datetime => PayloadSchemaType::Datetime,
+            };
+            self.update(
+                loaded,
+                "create payload index",
+                UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
+                    CreateIndex {
+                        field_name: path,
+                        field_schema: Some(PayloadFieldSchema::FieldType(schema)),
+                    },
+                )),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn to_edge_point(&self, point: ChunkPoint) -> Result<PointStructPersisted, IndexError> {
+        let payload = ChunkPoint::payload_object(&point.payload).map_err(|err| {
+            self.invalid("upsert", &format!("payload of point {}: {err}", point.id))
+        })?;
+        let mut sparse = point.sparse;
+        sparse.sort_by_index();
+        let sparse =
+            qdrant_edge::SparseVector::new(sparse.indices, sparse.values).map_err(|err| {
+                self.invalid(
+                    "upsert",
+                    &format!("sparse vector of point {}: {err}", point.id),
+                )
+            })?;
+        let vectors = HashMap::from([
+            (DENSE_VECTOR.to_owned(), VectorPersisted::Dense(point.dense)),
+            (SPARSE_VECTOR.to_owned(), VectorPersisted::Sparse(sparse)),
+        ]);
+        Ok(PointStructPersisted {
+            id: PointId::Uuid(*point.id.as_uuid()),
+            vector: VectorStructPersisted::Named(vectors),
+            payload: Some(Payload(payload)),
+        })
+    }
+
+    fn chunk_id(&self, id: PointId) -> Result<ChunkId, IndexError> {
+        match id {
+            PointId::Uuid(uuid) => Ok(ChunkId::from_uuid(uuid)),
+            PointId::NumId(num) => {
+                Err(self.bad_point(num.to_string(), "a numeric id (chunk ids are UUIDs)"))
+            }
+        }
+    }
+
+    fn payload(&self, id: &ChunkId, payload: Option<Payload>) -> Result<ChunkPayload, IndexError> {
+        let map = payload.map(|p| p.0).unwrap_or_default();
+        serde_json::from_value(Value::Object(map))
+            .map_err(|err| self.bad_point(id.to_string(), &format!("payload: {err}")))
+    }
+
+    fn to_hit(&self, point: ScoredPoint) -> Result<SearchHit, IndexError> {
+        let id = self.chunk_id(point.id)?;
+        let payload = self.payload(&id, point.payload)?;
+        Ok(SearchHit {
+            id,
+            score: point.score,
+            payload,
+        })
+    }
+
+    fn to_stored(&self, record: Record) -> Result<StoredPoint, IndexError> {
+        let id = self.chunk_id(record.id)?;
+        let payload = self.payload(&id, record.payload)?;
+        let vectors = record
+            .vector
+            .map(|vectors| self.stored_vectors(&id, vectors))
+            .transpose()?;
+        Ok(StoredPoint {
+            id,
+            payload,
+            vectors,
+        })
+    }
+
+    fn stored_vectors(
+        &self,
+        id: &ChunkId,
+        vectors: VectorStructInternal,
+    ) -> Result<StoredVectors, IndexError> {
+        let VectorStructInternal::Named(mut named) = vectors else {
+            return Err(self.bad_point(id.to_string(), "vectors are not named"));
+        };
+        let dense = match named.remove(DENSE_VECTOR) {
+            Some(VectorInternal::Dense(dense)) => dense,
+            _ => return Err(self.bad_point(id.to_string(), "no dense vector \"dense\"")),
+        };
+        let sparse = match named.remove(SPARSE_VECTOR) {
+            Some(VectorInternal::Sparse(sparse)) => {
+                SparseVector::new(sparse.indices, sparse.values)
+            }
+            None => SparseVector::default(),
+            Some(_) => return Err(self.bad_point(id.to_string(), "vector \"bm25\" is not sparse")),
+        };
+        Ok(StoredVectors { dense, sparse })
+    }
+
+    fn engine(&self, operation: &'static str, err: &OperationError) -> IndexError {
+        IndexError::Embedded {
+            operation,
+            collection: self.collection.clone(),
+            path: self.path.clone(),
+            detail: err.to_string(),
+        }
+    }
+
+    fn broken(&self, operation: &'static str, detail: &str) -> IndexError {
+        IndexError::Embedded {
+            operation,
+            collection: self.collection.clone(),
+            path: self.path.clone(),
+            detail: format!(
+                "the collection directory does not load ({detail}); re-create the collection"
+            ),
+        }
+    }
+
+    fn invalid(&self, _operation: &'static str, reason: &str) -> IndexError {
+        IndexError::InvalidRequest {
+            engine: EngineKind::Embedded,
+            collection: self.collection.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn bad_point(&self, id: String, reason: &str) -> IndexError {
+        IndexError::BadStoredPoint {
+            engine: EngineKind::Embedded,
+            collection: self.collection.clone(),
+            id,
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn panicked(&self, operation: &'static str, detail: String) -> IndexError {
+        IndexError::EnginePanicked {
+            operation,
+            collection: self.collection.clone(),
+            path: self.path.clone(),
+            detail,
+        }
+    }
+}
+
+fn load_shard(path: &Path) -> Result<Loaded, String> {
+    // `EdgeShard::load` can panic on some corrupt files; keep that from taking the
+    // process down with it.
+    let shard = std::panic::catch_unwind(|| EdgeShard::load(path, None))
+        .map_err(|panic| format!("loading panicked: {}", panic_text(panic.as_ref())))?
+        .map_err(|err| err.to_string())?;
+    let dense_dim = shard
+        .config()
+        .vectors
+        .get(DENSE_VECTOR)
+        .map(|params| params.size)
+        .unwrap_or(0);
+    Ok(Loaded { shard, dense_dim })
+}
+
+fn edge_config(spec: &CollectionSpec) -> EdgeConfig {
+    let defaults = HnswIndexConfig::default();
+    let hnsw = HnswIndexConfig {
+        m: spec.hnsw_m.unwrap_or(defaults.m),
+        ef_construct: spec.hnsw_ef_construct.unwrap_or(defaults.ef_construct),
+        ..defaults
+    };
+    EdgeConfig::builder()
+        .on_disk_payload(spec.payload_on_disk)
+        .vector(
+            DENSE_VECTOR,
+            EdgeVectorParams::builder(spec.dense_dim, Distance::Cosine)
+                .on_disk(spec.dense_on_disk)
+                .build(),
+        )
+        .sparse_vector(
+            SPARSE_VECTOR,
+            EdgeSparseVectorParams::builder()
+                .modifier(Modifier::Idf)
+                .build(),
+        )
+        .hnsw_config(hnsw)
+        .optimizers(EdgeOptimizersConfig::default())
+        .build()
+}
+
+/// The same words [`CollectionSpec::describe`] uses, read from a stored config, so a
+/// mismatch message shows both sides alike.
+fn describe_config(config: &EdgeConfig) -> String {
+    let dense = match config.vectors.get(DENSE_VECTOR) {
+        Some(params) if params.distance == Distance::Cosine => {
+            format!(
+                "dense vector \"dense\" of {} dimensions (cosine)",
+                params.size
+            )
+        }
+        Some(params) => format!(
+            "dense vector \"dense\" of {} dimensions ({:?})",
+            params.size, params.distance
+        ),
+        None => "no dense vector \"dense\"".to_owned(),
+    };
+    let sparse = match config.sparse_vectors.get(SPARSE_VECTOR) {
+        Some(params) if params.modifier == Some(Modifier::Idf) => {
+            "sparse vector \"bm25\" (IDF)".to_owned()
+        }
+        Some(_) => "sparse vector \"bm25\" (no IDF)".to_owned(),
+        None => "no sparse vector \"bm25\"".to_owned(),
+    };
+    format!("{dense} and {sparse}")
+}
+
+fn json_path(key: &str) -> Result<JsonPath, String> {
+    key.parse::<JsonPath>()
+        .map_err(|_| format!("{key:?} is not a payload key"))
+}
+
+/// The engine's filter for a spec, or `None` when the spec does not constrain.
+fn edge_filter(spec: &FilterSpec) -> Option<Filter> {
+    if spec.must.is_empty() {
+        return None;
+    }
+    let must = spec
+        .must
+        .iter()
+        .filter_map(|cond| {
+            let field = match cond {
+                Cond::Keywords(key, values) => {
+                    FieldCondition::new_match(json_path(key).ok()?, Match::from(values.clone()))
+                }
+                Cond::Integers(key, values) => {
+                    FieldCondition::new_match(json_path(key).ok()?, Match::from(values.clone()))
+                }
+                Cond::IntegerAtLeast(key, min) => FieldCondition::new_range(
+                    json_path(key).ok()?,
+                    Range {
+                        gte: Some(OrderedFloat(*min as f64)),
+                        ..Range::default()
+                    },
+                ),
+                Cond::Datetime { key, gte, lte } => FieldCondition::new_datetime_range(
+                    json_path(key).ok()?,
+                    Range {
+                        gte: gte.map(Into::into),
+                        lte: lte.map(Into::into),
+                        gt: None,
+                        lt: None,
+                    },
+                ),
+            };
+            Some(qdrant_edge::Condition::Field(field))
+        })
+        .collect();
+    Some(Filter {
+        must: Some(must),
+        ..Filter::default()
+    })
+}
+
+fn nearest(vector: VectorInternal, using: &str) -> ScoringQuery {
+    ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+        query: vector,
+        using: Some(using.to_owned()),
+    }))
+}
+
+fn dense_query(dense: &[f32]) -> ScoringQuery {
+    nearest(VectorInternal::Dense(dense.to_vec()), DENSE_VECTOR)
+}
+
+fn sparse_query(sparse: &SparseVector) -> ScoringQuery {
+    nearest(
+        VectorInternal::Sparse(qdrant_edge::SparseVector {
+            indices: sparse.indices.clone(),
+            values: sparse.values.clone(),
+        }),
+        SPARSE_VECTOR,
+    )
+}
+
+fn edge_query(plan: &SearchPlan) -> QueryRequest {
+    let filter = edge_filter(&plan.filter);
+    let base = QueryRequest {
+        prefetches: Vec::new(),
+        query: None,
+        filter: None,
+        score_threshold: None,
+        limit: plan.limit,
+        offset: 0,
+        params: None,
+        with_vector: WithVector::Bool(false),
+        with_payload: WithPayloadInterface::Bool(true),
+    };
+    match &plan.query {
+        PlanQuery::Dense(dense) => QueryRequest {
+            query: Some(dense_query(dense)),
+            filter,
+            ..base
+        },
+        PlanQuery::Sparse(sparse) => QueryRequest {
+            query: Some(sparse_query(sparse)),
+            filter,
+            ..base
+        },
+        PlanQuery::Fused {
+            dense,
+            sparse,
+            rrf_k,
+            prefetch_limit,
+        } => {
+            // The filter goes into each prefetch: fusion only ranks what they found.
+            let prefetch = |query| Prefetch {
+                prefetches: Vec::new(),
+                query: Some(query),
+                limit: *prefetch_limit,
+                params: None,
+                filter: filter.clone(),
+                score_threshold: None,
+            };
+            let mut prefetches = vec![prefetch(dense_query(dense))];
+            if let Some(sparse) = sparse {
+                prefetches.push(prefetch(sparse_query(sparse)));
+            }
+            QueryRequest {
+                prefetches,
+                query: Some(ScoringQuery::Fusion(Fusion::Rrf {
+                    k: *rrf_k as usize,
+                    weights: None,
+                })),
+                ..base
+            }
+        }
+    }
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(panic) => panic_text(panic.as_ref()),
+        Err(join) => join.to_string(),
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}

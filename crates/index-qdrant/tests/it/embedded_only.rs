@@ -1,0 +1,171 @@
+//! What only the embedded engine has: a directory that survives the process, and a lock.
+
+use index_qdrant::{
+    CollectionSpec, CollectionStatus, Index, IndexConfig, IndexError, ScrollRequest, SearchFilter,
+    SearchRequest,
+};
+
+use crate::support::{DIM, people, sparse};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_closing_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let points = people(500);
+    {
+        let index = Index::open(IndexConfig::embedded(dir.path()))
+            .await
+            .unwrap();
+        index
+            .ensure_collection(&CollectionSpec::new(DIM), false)
+            .await
+            .unwrap();
+        index.upsert(points.clone()).await.unwrap();
+        index
+            .set_entity_id("people", &[3], Some("person:1"))
+            .await
+            .unwrap();
+        index.delete_source_rows("people", &[4]).await.unwrap();
+        index.optimize().await.unwrap();
+        index.upsert(people(2)).await.unwrap();
+    }
+    let index = Index::open(IndexConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    assert!(index.exists().await.unwrap());
+    assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 499);
+    let info = index.info().await.unwrap();
+    assert_eq!(info.dense_dim, DIM);
+    assert_eq!(
+        info.payload_indexes.len(),
+        index_qdrant::PAYLOAD_INDEXES.len()
+    );
+    let stored = index
+        .retrieve(&[points[3].id, points[4].id], true)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].payload.entity_id.as_deref(), Some("person:1"));
+    let hits = index
+        .search(&SearchRequest::hybrid(
+            points[77].dense.clone(),
+            sparse(&[(1077, 1.0)]),
+            3,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].id, points[77].id);
+    // Reopening with the same spec keeps the data.
+    assert_eq!(
+        index
+            .ensure_collection(&CollectionSpec::new(DIM), false)
+            .await
+            .unwrap(),
+        CollectionStatus::Existing
+    );
+    assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 499);
+}
+
+#[tokio::test]
+async fn a_second_handle_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Index::open(IndexConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    first
+        .ensure_collection(&CollectionSpec::new(DIM), false)
+        .await
+        .unwrap();
+    let err = match Index::open(IndexConfig::embedded(dir.path())).await {
+        Ok(_) => panic!("a second handle opened the same directory"),
+        Err(err) => err,
+    };
+    let text = err.to_string();
+    assert!(matches!(err, IndexError::Locked { .. }), "{text}");
+    assert!(text.contains("crm_chunks.lock"), "{text}");
+    assert!(text.contains("QDRANT_URL"), "{text}");
+    // Another collection in the same directory has its own lock.
+    let other = Index::open(IndexConfig::embedded(dir.path()).with_collection("other"))
+        .await
+        .unwrap();
+    assert!(!other.exists().await.unwrap());
+    drop(first);
+    let again = Index::open(IndexConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    assert!(again.exists().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_directory_that_does_not_load_is_reported_and_recreate_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let index = Index::open(IndexConfig::embedded(dir.path()))
+            .await
+            .unwrap();
+        index
+            .ensure_collection(&CollectionSpec::new(DIM), false)
+            .await
+            .unwrap();
+        index.upsert(people(10)).await.unwrap();
+    }
+    let shard = dir.path().join("crm_chunks");
+    std::fs::write(shard.join("edge_config.json"), b"{ not json").unwrap();
+    let index = Index::open(IndexConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    let err = index.count(&SearchFilter::default()).await.unwrap_err();
+    assert!(err.to_string().contains("does not load"), "{err}");
+    let err = index
+        .ensure_collection(&CollectionSpec::new(DIM), false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("re-create"), "{err}");
+    assert_eq!(
+        index
+            .ensure_collection(&CollectionSpec::new(DIM), true)
+            .await
+            .unwrap(),
+        CollectionStatus::Recreated
+    );
+    index.upsert(people(3)).await.unwrap();
+    assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn collection_names_cannot_escape_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["../x", "a/b", "", "with space"] {
+        let err = match Index::open(IndexConfig::embedded(dir.path()).with_collection(bad)).await {
+            Ok(_) => panic!("collection {bad:?} was accepted"),
+            Err(err) => err,
+        };
+        assert!(matches!(err, IndexError::InvalidConfig { .. }), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn scroll_with_vectors_returns_normalised_dense_and_sorted_sparse() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(IndexConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    index
+        .ensure_collection(&CollectionSpec::new(DIM), false)
+        .await
+        .unwrap();
+    let mut points = people(1);
+    points[0].sparse = sparse(&[(900, 0.9), (3, 0.3), (77, 0.7)]);
+    index.upsert(points.clone()).await.unwrap();
+    let page = index
+        .scroll(&ScrollRequest {
+            limit: 10,
+            with_vectors: true,
+            ..ScrollRequest::default()
+        })
+        .await
+        .unwrap();
+    let vectors = page.points[0].vectors.as_ref().unwrap();
+    assert_eq!(vectors.sparse, sparse(&[(3, 0.3), (77, 0.7), (900, 0.9)]));
+    let norm: f32 = vectors.dense.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+}
