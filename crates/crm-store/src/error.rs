@@ -135,6 +135,13 @@ pub enum StoreError {
         message: String,
     },
 
+    /// A file that must not exist yet (a database to generate, its truth file) exists.
+    #[error("{path} already exists; remove it (or pass --force) to generate a new CRM")]
+    AlreadyExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+
     /// A file next to the database (e.g. the ground truth) could not be written or read.
     #[error("cannot {action} {path}: {source}")]
     Io {

@@ -10,6 +10,11 @@
 //! - typed rows ([`Person`], [`Organization`], [`Interaction`], [`Deal`]), timestamps
 //!   normalised on read ([`Timestamp`]) and the reads the other steps need ([`queries`]):
 //!   keyset pages since a [`Watermark`], anti-joins against the index, related rows;
+//! - rendering of each row into a searchable [`Document`] ([`render`]), with HTML stripped;
+//! - helpers that read and write the Phase-0 tables inside a caller's transaction
+//!   ([`phase0`]), including the one-run-at-a-time lease;
+//! - [`synthetic`]: a deterministic, realistic synthetic CRM with known duplicates and a
+//!   ground-truth file, for the demo, tests and benchmarks.
 //!
 //! Functions that touch SQLite take a `&Connection` or `&Transaction`; they never open
 //! their own, so the caller controls transaction scope (and never holds a read transaction
@@ -37,13 +42,19 @@
 
 pub mod contract;
 mod error;
+pub mod html;
 pub mod migrations;
+pub mod phase0;
 pub mod queries;
+pub mod render;
 mod rows;
 mod store;
+pub mod sync_queries;
+pub mod synthetic;
 mod timestamp;
 
 pub use error::{MissingItem, StoreError};
+pub use render::{Document, DocumentFields, DocumentKind};
 pub use rows::{Deal, Interaction, Organization, Person, SourceRow, SourceTable};
 pub use store::{PooledConn, Store, StoreConfig, open_connection};
 pub use timestamp::{EPOCH_TEXT, NORMALISED_UPDATED_AT, Timestamp, Watermark};

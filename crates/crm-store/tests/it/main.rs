@@ -4,3 +4,4 @@
 mod contract;
 mod helpers;
 mod migrations;
+mod synthetic;
