@@ -55,11 +55,7 @@ pub fn keyset_page<R: SourceRow>(
     limit: usize,
 ) -> Result<KeysetPage<R>, StoreError> {
     let table = R::TABLE.as_str();
-    let query = format!(
-        "SELECT {} FROM {table} {}",
-        R::select_list(),
-        keyset_clause()
-    );
+    let query = keyset_page_sql::<R>();
     let context = || format!("reading a keyset page of `{table}`");
     let (key, id) = keyset_bounds(after);
     let mut stmt = conn.prepare_cached(&query).map_err(sql(context()))?;
@@ -80,12 +76,7 @@ pub fn keyset_keys(
     after: Option<Watermark>,
     limit: usize,
 ) -> Result<Vec<Watermark>, StoreError> {
-    let query = format!(
-        "SELECT id, {k} FROM {table} {clause}",
-        k = NORMALISED_UPDATED_AT,
-        table = table.as_str(),
-        clause = keyset_clause()
-    );
+    let query = keyset_keys_sql(table);
     let context = || format!("reading keyset keys of `{table}`");
     let (key, id) = keyset_bounds(after);
     let mut stmt = conn.prepare_cached(&query).map_err(sql(context()))?;
@@ -97,6 +88,58 @@ pub fn keyset_keys(
     })
     .and_then(Iterator::collect)
     .map_err(sql(context()))
+}
+
+fn keyset_page_sql<R: SourceRow>() -> String {
+    format!(
+        "SELECT {} FROM {} {}",
+        R::select_list(),
+        R::TABLE.as_str(),
+        keyset_clause()
+    )
+}
+
+fn keyset_keys_sql(table: SourceTable) -> String {
+    format!(
+        "SELECT id, {k} FROM {table} {clause}",
+        k = NORMALISED_UPDATED_AT,
+        table = table.as_str(),
+        clause = keyset_clause()
+    )
+}
+
+/// The plan SQLite chooses for [`keyset_page`] on `table`, one `EXPLAIN QUERY PLAN` step per
+/// line: shows whether the keyset index is used (it is after the migrations).
+pub fn explain_keyset_page(
+    conn: &Connection,
+    table: SourceTable,
+) -> Result<Vec<String>, StoreError> {
+    let query = match table {
+        SourceTable::Organizations => keyset_page_sql::<Organization>(),
+        SourceTable::People => keyset_page_sql::<Person>(),
+        SourceTable::Interactions => keyset_page_sql::<Interaction>(),
+        SourceTable::Deals => keyset_page_sql::<Deal>(),
+    };
+    explain(conn, &query)
+}
+
+/// The plan SQLite chooses for [`keyset_keys`] on `table` (see [`explain_keyset_page`]).
+pub fn explain_keyset_keys(
+    conn: &Connection,
+    table: SourceTable,
+) -> Result<Vec<String>, StoreError> {
+    explain(conn, &keyset_keys_sql(table))
+}
+
+fn explain(conn: &Connection, query: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+        .map_err(sql("explaining a keyset query"))?;
+    stmt.query_map(rusqlite::params!["", i64::MIN, 1], |r| {
+        r.get::<_, String>(3)
+    })
+    .and_then(Iterator::collect)
+    .map_err(sql("explaining a keyset query"))
 }
 
 fn limit_param(limit: usize) -> i64 {
@@ -585,15 +628,37 @@ pub fn organization_names(
     names_by_id(conn, "organizations", "name", ids)
 }
 
-/// Display names of people by id: `full_name`, else first and last name joined.
+/// Display names of people by id, exactly as their own documents title them
+/// ([`crate::render::person_title`]).
 pub fn person_names(conn: &Connection, ids: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
-    names_by_id(
-        conn,
-        "people",
-        "COALESCE(NULLIF(TRIM(full_name), ''), \
-         TRIM(COALESCE(first_name, '') || ' ' || COALESCE(last_name, '')))",
-        ids,
-    )
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let query = format!(
+            "SELECT id, full_name, first_name, last_name FROM people WHERE id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut stmt = conn
+            .prepare_cached(&query)
+            .map_err(sql("reading names from `people`"))?;
+        let names = stmt
+            .query_map(params_from_iter(chunk), |r| {
+                let id: i64 = r.get(0)?;
+                let full = text(r, 1)?.unwrap_or_default();
+                let first = text(r, 2)?;
+                let last = text(r, 3)?;
+                Ok((
+                    id,
+                    crate::render::person_title(id, &full, first.as_deref(), last.as_deref()),
+                ))
+            })
+            .and_then(Iterator::collect::<rusqlite::Result<Vec<(i64, String)>>>)
+            .map_err(sql("reading names from `people`"))?;
+        out.extend(names);
+    }
+    Ok(out)
 }
 
 fn names_by_id(

@@ -322,16 +322,25 @@ pub fn render_person(person: &Person, organization_name: Option<&str>) -> Docume
 
 /// A person's name as shown: `full_name`, else first and last name, normalised.
 pub fn person_display_name(person: &Person) -> String {
-    let full = inline(&person.full_name);
+    display_name(
+        &person.full_name,
+        person.first_name.as_deref(),
+        person.last_name.as_deref(),
+    )
+}
+
+fn display_name(full: &str, first: Option<&str>, last: Option<&str>) -> String {
+    let full = inline(full);
     if !full.is_empty() {
         return full;
     }
-    let joined = format!(
-        "{} {}",
-        person.first_name.as_deref().unwrap_or(""),
-        person.last_name.as_deref().unwrap_or("")
-    );
-    inline(&joined)
+    inline(&format!("{} {}", first.unwrap_or(""), last.unwrap_or("")))
+}
+
+/// The title of a person's document: the display name, else `Person <id>`. Interactions
+/// name their participants the same way.
+pub fn person_title(id: i64, full: &str, first: Option<&str>, last: Option<&str>) -> String {
+    non_empty_or(display_name(full, first, last), || format!("Person {id}"))
 }
 
 /// Renders an interaction with its organisation's name and its participants' names (in

@@ -84,10 +84,14 @@ impl Timestamp {
     /// Parses an ISO-8601 timestamp.
     ///
     /// Accepted: `YYYY-MM-DD`, optionally followed by `T` or a space and `HH:MM`,
-    /// optionally `:SS`, optionally a fraction of any length (rounded to milliseconds),
+    /// optionally `:SS`, optionally a fraction of any length (rounded to milliseconds as SQLite rounds
+    /// them, never into the next second),
     /// optionally `Z`/`z` or an offset `±HH:MM` (converted to UTC), optionally trailing
     /// spaces. Text without a zone is UTC. These are the forms SQLite's date functions
-    /// accept, so a value parsed here and the same value normalised by SQLite agree.
+    /// accept, so a value parsed here and the same value normalised by SQLite agree — up
+    /// to one millisecond for a fraction that lies exactly on a half millisecond, where
+    /// SQLite itself rounds differently with and without a zone offset. Row order never
+    /// depends on this: reads always use SQLite's normalised text.
     pub fn parse(text: &str) -> Result<Self, StoreError> {
         parse_iso(text).ok_or_else(|| StoreError::Timestamp {
             text: excerpt(text),
@@ -263,11 +267,14 @@ fn parse_iso(text: &str) -> Option<Timestamp> {
             if s > 59 {
                 return None;
             }
-            sec_ms = s * 1000;
+            let mut fraction = 0.0;
             if p.peek() == Some(b'.') {
                 p.i += 1;
-                sec_ms += p.fraction_ms()?;
+                fraction = p.fraction()?;
             }
+            // Exactly SQLite's arithmetic (`parseHhMmSs`, `computeJD`): round to the
+            // millisecond, but a fraction above .999 stays in its second.
+            sec_ms = ((s as f64 + fraction) * 1000.0 + 0.5) as i64;
         }
         if h > 23 || mi > 59 {
             return None;
@@ -325,25 +332,26 @@ impl Cursor<'_> {
         }
         Some(v)
     }
-    /// Reads a fraction of a second of any length, rounded to milliseconds (as SQLite does).
-    fn fraction_ms(&mut self) -> Option<i64> {
+    /// Reads the digits of a fraction of a second as SQLite does: as a double, capped at
+    /// 0.999.
+    fn fraction(&mut self) -> Option<f64> {
         let start = self.i;
-        let mut micro_scaled: i64 = 0; // first 4 digits, in units of 0.1 ms
-        let mut n = 0;
+        let mut value = 0.0f64;
+        let mut scale = 1.0f64;
         while let Some(c) = self.peek().filter(u8::is_ascii_digit) {
-            if n < 4 {
-                micro_scaled = micro_scaled * 10 + i64::from(c - b'0');
-            }
-            n += 1;
+            value = value * 10.0 + f64::from(c - b'0');
+            scale *= 10.0;
             self.i += 1;
         }
         if self.i == start {
             return None;
         }
-        for _ in n..4 {
-            micro_scaled *= 10;
-        }
-        Some((micro_scaled + 5) / 10)
+        let fraction = value / scale;
+        Some(if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.min(0.999)
+        })
     }
     fn skip_spaces(&mut self) {
         while self.peek().is_some_and(|c| c.is_ascii_whitespace()) {
@@ -412,7 +420,12 @@ mod tests {
             ("2026-06-05", "2026-06-05T00:00:00.000Z"),
             ("2026-06-05T13:55:12.5", "2026-06-05T13:55:12.500Z"),
             ("2026-06-05T13:55:12.1234567Z", "2026-06-05T13:55:12.123Z"),
-            ("2026-06-05T13:55:12.9996Z", "2026-06-05T13:55:13.000Z"),
+            ("2026-06-05T13:55:12.9996Z", "2026-06-05T13:55:12.999Z"),
+            ("2026-06-05T13:55:12.1236Z", "2026-06-05T13:55:12.124Z"),
+            (
+                "2026-06-05T13:55:59.99999+05:45",
+                "2026-06-05T08:10:59.999Z",
+            ),
             ("2026-06-05T13:55:12+02:00", "2026-06-05T11:55:12.000Z"),
             ("2026-06-05T23:30:00-01:00", "2026-06-06T00:30:00.000Z"),
             ("2026-06-05 13:55:12 ", "2026-06-05T13:55:12.000Z"),
