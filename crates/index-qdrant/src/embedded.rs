@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use qdrant_edge::external::ordered_float::OrderedFloat;
@@ -53,6 +54,9 @@ struct State {
     collection: String,
     path: PathBuf,
     slot: RwLock<Slot>,
+    /// Dense size of the open collection, 0 when none is open: lets a search check its
+    /// query without a trip through the blocking pool.
+    dense_dim: AtomicUsize,
     writes: Mutex<()>,
     /// Held for the life of the handle; declared last so the shard is flushed and
     /// dropped before the lock is released.
@@ -134,11 +138,16 @@ impl Embedded {
             Slot::Missing
         };
         tracing::debug!(path = %path.display(), ready = matches!(slot, Slot::Ready(_)), "opened embedded index");
+        let dense_dim = match &slot {
+            Slot::Ready(loaded) => loaded.dense_dim,
+            Slot::Missing | Slot::Broken(_) => 0,
+        };
         Ok(Self {
             state: Arc::new(State {
                 collection,
                 path,
                 slot: RwLock::new(slot),
+                dense_dim: AtomicUsize::new(dense_dim),
                 writes: Mutex::new(()),
                 _lock: lock,
             }),
@@ -171,6 +180,11 @@ impl Embedded {
     }
 
     pub(crate) async fn dense_dim(&self) -> Result<usize, IndexError> {
+        let cached = self.state.dense_dim.load(Ordering::Acquire);
+        if cached != 0 {
+            return Ok(cached);
+        }
+        // No collection open: let the slot say why (missing or broken).
         self.run("read config", |state| {
             state.with_shard("read config", |loaded| Ok(loaded.dense_dim))
         })
@@ -323,7 +337,7 @@ impl Embedded {
     pub(crate) async fn search(&self, plan: SearchPlan) -> Result<Vec<SearchHit>, IndexError> {
         self.run("search", move |state| {
             state.with_shard("search", |loaded| {
-                let request = edge_query(&plan);
+                let request = edge_query(plan);
                 let points = loaded
                     .shard
                     .query(request)
@@ -586,6 +600,7 @@ impl State {
         self.ensure_payload_indexes(&loaded)?;
         loaded.shard.flush();
         tracing::info!(path = %self.path.display(), dense_dim = spec.dense_dim, "created embedded collection");
+        self.dense_dim.store(spec.dense_dim, Ordering::Release);
         *slot = Slot::Ready(Box::new(loaded));
         Ok(status)
     }
@@ -593,6 +608,7 @@ impl State {
     /// Drops the shard and deletes its directory; says whether there was one.
     fn remove_blocking(&self, slot: &mut Slot) -> Result<bool, IndexError> {
         let previous = std::mem::replace(slot, Slot::Missing);
+        self.dense_dim.store(0, Ordering::Release);
         // Dropping the shard flushes it; it must happen before its files go.
         drop(previous);
         if !self.path.exists() {
@@ -903,21 +919,21 @@ fn nearest(vector: VectorInternal, using: &str) -> ScoringQuery {
     }))
 }
 
-fn dense_query(dense: &[f32]) -> ScoringQuery {
-    nearest(VectorInternal::Dense(dense.to_vec()), DENSE_VECTOR)
+fn dense_query(dense: Vec<f32>) -> ScoringQuery {
+    nearest(VectorInternal::Dense(dense), DENSE_VECTOR)
 }
 
-fn sparse_query(sparse: &SparseVector) -> ScoringQuery {
+fn sparse_query(sparse: SparseVector) -> ScoringQuery {
     nearest(
         VectorInternal::Sparse(qdrant_edge::SparseVector {
-            indices: sparse.indices.clone(),
-            values: sparse.values.clone(),
+            indices: sparse.indices,
+            values: sparse.values,
         }),
         SPARSE_VECTOR,
     )
 }
 
-fn edge_query(plan: &SearchPlan) -> QueryRequest {
+fn edge_query(plan: SearchPlan) -> QueryRequest {
     let filter = edge_filter(&plan.filter);
     let base = QueryRequest {
         prefetches: Vec::new(),
@@ -930,7 +946,7 @@ fn edge_query(plan: &SearchPlan) -> QueryRequest {
         with_vector: WithVector::Bool(false),
         with_payload: WithPayloadInterface::Bool(true),
     };
-    match &plan.query {
+    match plan.query {
         PlanQuery::Dense(dense) => QueryRequest {
             query: Some(dense_query(dense)),
             filter,
@@ -951,7 +967,7 @@ fn edge_query(plan: &SearchPlan) -> QueryRequest {
             let prefetch = |query| Prefetch {
                 prefetches: Vec::new(),
                 query: Some(query),
-                limit: *prefetch_limit,
+                limit: prefetch_limit,
                 params: None,
                 filter: filter.clone(),
                 score_threshold: None,
@@ -963,7 +979,7 @@ fn edge_query(plan: &SearchPlan) -> QueryRequest {
             QueryRequest {
                 prefetches,
                 query: Some(ScoringQuery::Fusion(Fusion::Rrf {
-                    k: *rrf_k as usize,
+                    k: rrf_k as usize,
                     weights: None,
                 })),
                 ..base

@@ -106,6 +106,10 @@ impl SparseVector {
                 self.values[position], self.indices[position]
             ));
         }
+        // Fast path: BM25 vectors usually come sorted, and then unique is one pass.
+        if self.indices.windows(2).all(|pair| pair[0] < pair[1]) {
+            return None;
+        }
         let mut sorted = self.indices.clone();
         sorted.sort_unstable();
         if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
