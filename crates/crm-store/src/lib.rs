@@ -41,8 +41,10 @@
 //! ```
 
 pub mod contract;
+pub mod edits;
 mod error;
 pub mod html;
+pub mod lookups;
 pub mod migrations;
 pub mod phase0;
 pub mod queries;
