@@ -72,3 +72,13 @@ pub enum EmbedError {
     #[error("an embedding worker thread failed: {0}")]
     Worker(String),
 }
+
+/// The first characters of an input, for error messages.
+pub(crate) fn preview(text: &str) -> String {
+    const CHARS: usize = 60;
+    let mut out: String = text.chars().take(CHARS).collect();
+    if text.chars().nth(CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}

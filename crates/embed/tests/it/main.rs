@@ -3,5 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bm25;
+mod chunk;
 mod http;
+mod llama;
+mod local;
+mod spark;
 mod support;

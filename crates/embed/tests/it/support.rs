@@ -2,7 +2,9 @@
 //! tools live.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
@@ -97,4 +99,119 @@ impl axum::serve::Listener for TlsListener {
 pub(crate) async fn dead_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// Polls `check` until it is true or `deadline` passes.
+pub(crate) async fn wait_until<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn home() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+}
+
+/// The all-MiniLM-L6-v2 directory: `$CRM_TEST_MODEL_DIR`, else the fetch script's
+/// default. Panics with the command to run when it is missing.
+pub(crate) fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("CRM_TEST_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache/crm-substrate/models/all-MiniLM-L6-v2"));
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        assert!(
+            dir.join(file).is_file(),
+            "the test model is missing ({} not found): run `scripts/fetch-model.sh` first, or \
+             point CRM_TEST_MODEL_DIR at a directory holding all-MiniLM-L6-v2",
+            dir.join(file).display()
+        );
+    }
+    dir
+}
+
+/// The Python venv made by `scripts/setup-python.sh`: `$CRM_PYTHON_VENV`, else its default.
+/// Panics with the command to run when it is missing.
+pub(crate) fn python_venv() -> PathBuf {
+    let dir = std::env::var_os("CRM_PYTHON_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache/crm-substrate/venv"));
+    assert!(
+        dir.join("bin/python").is_file(),
+        "the Python tools venv is missing ({} not found): run `scripts/setup-python.sh` first, \
+         or point CRM_PYTHON_VENV at it",
+        dir.join("bin/python").display()
+    );
+    dir
+}
+
+/// The repository root (two levels above this crate).
+pub(crate) fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The f32 GGUF of the test model that `scripts/setup-python.sh` writes next to it.
+pub(crate) fn gguf_path() -> PathBuf {
+    let path = std::env::var_os("CRM_TEST_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            model_dir()
+                .parent()
+                .unwrap()
+                .join("all-MiniLM-L6-v2-f32.gguf")
+        });
+    assert!(
+        path.is_file(),
+        "the GGUF of the test model is missing ({} not found): run `scripts/setup-python.sh` \
+         first, or point CRM_TEST_GGUF at it",
+        path.display()
+    );
+    path
+}
+
+/// The reference sentences and their numpy embeddings.
+pub(crate) fn minilm_reference() -> Vec<(String, Vec<f32>)> {
+    let path = format!(
+        "{}/tests/fixtures/minilm_reference.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = v["text"].as_str().unwrap().to_owned();
+            let embedding = v["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            (text, embedding)
+        })
+        .collect()
+}
+
+/// Cosine similarity.
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
 }
