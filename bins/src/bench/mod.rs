@@ -15,18 +15,29 @@ use serde_json::{Map, Value, json};
 use crate::cli::Terminal;
 use crate::settings::Settings;
 
+pub mod store;
+
 /// Every suite `crm-bench` can run.
 #[derive(Debug, clap::Subcommand)]
 pub enum Suite {
     /// Facts about this machine and build that every figure depends on.
     Machine,
+    /// Synthetic CRM generation speed (rows/s; target: 1M people in under a minute).
+    Generate(store::GenerateArgs),
+    /// Keyset scan and rendering speed over a large CRM, beside raw-text and OFFSET paging.
+    Scan(store::ScanArgs),
+    /// Contract check, first migration and no-op re-run on a large CRM.
+    Migrate(store::MigrateArgs),
 }
 
 impl Suite {
     /// Runs the suite.
-    pub fn run(self, _ctx: &BenchContext) -> anyhow::Result<Vec<Report>> {
+    pub fn run(self, ctx: &BenchContext) -> anyhow::Result<Vec<Report>> {
         match self {
             Suite::Machine => Ok(vec![machine_report()]),
+            Suite::Generate(args) => store::generate(ctx, &args),
+            Suite::Scan(args) => store::scan(ctx, &args),
+            Suite::Migrate(args) => store::migrate(ctx, &args),
         }
     }
 }

@@ -87,7 +87,9 @@ impl Default for SyntheticConfig {
 }
 
 impl SyntheticConfig {
-    fn validate(&self) -> Result<(), StoreError> {
+    /// Checks sizes and rates ([`generate`] does it too; callers that delete files first
+    /// should check before).
+    pub fn validate(&self) -> Result<(), StoreError> {
         let limits = [
             ("people", self.people, 50_000_000),
             ("organizations", self.organizations, 5_000_000),

@@ -23,7 +23,7 @@ const OPENING: &[&str] = &[
     "{p} walked us through the latest numbers; ARR is up {pct}% since last quarter.",
     "Caught up with {p} and {p2} about {topic} and how it affects {other}.",
     "Quick call with {p} to follow up on {topic}.",
-    "{org} is raising a {round} of roughly {amount} and wants us to lead.",
+    "{org} is raising a {raise} and wants us to lead.",
     "Intro from {p2}, who has known the {org} team for years.",
     "{p} is spending most of their time on {topic} right now.",
     "Second meeting with {org}; this time {p} brought the whole leadership team.",
@@ -42,7 +42,7 @@ const MIDDLE: &[&str] = &[
     "They want to close the round by {month}, with {other} already committed.",
     "Technical diligence on {topic} went well; the architecture is sound.",
     "{p} previously built {topic2} tooling at {other} and sold it in {year}.",
-    "Pricing is usage-based; the top ten customers are {pct}% of revenue.",
+    "Pricing is usage-based; the top ten customers are {share}% of revenue.",
     "They asked for help with {topic2} and introductions to {other}.",
     "Valuation expectations are high ({amount} pre-money) but not crazy for the space.",
     "The board currently has {p2} and one independent director.",
@@ -94,6 +94,13 @@ fn fill(template: &str, s: &Slots<'_>, rng: &mut ChaCha8Rng) -> String {
             "other" => out.push_str(other(s, rng)),
             "topic" | "topic2" => out.push_str(TOPICS.choose(rng).copied().unwrap_or("the round")),
             "pct" => out.push_str(&rng.random_range(5..180).to_string()),
+            "share" => out.push_str(&rng.random_range(12..70).to_string()),
+            "raise" => {
+                let (round, lo, hi) = ROUNDS.choose(rng).copied().unwrap_or(("Seed", 1e6, 4e6));
+                out.push_str(round);
+                out.push_str(" of roughly ");
+                out.push_str(&money(rng.random_range(lo..hi)));
+            }
             "n" => out.push_str(&rng.random_range(4..60).to_string()),
             "month" => out.push_str(MONTHS.choose(rng).copied().unwrap_or("June")),
             "year" => out.push_str(&rng.random_range(2012..2025).to_string()),
@@ -111,7 +118,16 @@ fn fill(template: &str, s: &Slots<'_>, rng: &mut ChaCha8Rng) -> String {
         rest = &rest[start + end + 1..];
     }
     out.push_str(rest);
-    out
+    capitalise_first(out)
+}
+
+/// Sentences start with a capital even when they start with a placeholder ("the founder").
+fn capitalise_first(s: String) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) if c.is_lowercase() => c.to_uppercase().chain(chars).collect(),
+        _ => s,
+    }
 }
 
 fn person<'a>(s: &'a Slots<'_>, k: usize, rng: &mut ChaCha8Rng) -> &'a str {
