@@ -9,6 +9,8 @@ mod hostile;
 mod http;
 #[path = "mcp_server/reads.rs"]
 mod reads;
+#[path = "mcp_server/review.rs"]
+mod review;
 #[path = "mcp_server/support.rs"]
 mod support;
 #[path = "mcp_server/tools.rs"]

@@ -26,7 +26,7 @@ async fn an_rmcp_client_works_through_the_token() {
     let server = http(&crm, &[], &[("MCP_HTTP_TOKEN", TOKEN)]).await;
     let client = http_client(&server, Some(TOKEN), "http-agent").await;
     let tools = client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 12);
+    assert_eq!(tools.len(), 14);
     let ada = ok(&client, "get_person", json!({"id": ADA})).await;
     assert_eq!(ada["person"]["full_name"], "Ada Lovelace");
     let page = ok(

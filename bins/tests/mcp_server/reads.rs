@@ -355,9 +355,9 @@ async fn stats_and_candidates_report_the_database() {
         assert_eq!(t["live"], live, "{table}");
         assert_eq!(t["soft_deleted"], deleted, "{table}");
     }
-    assert_eq!(stats["candidates"]["pending"], 1);
-    assert_eq!(stats["entities"]["people"], 2);
-    assert_eq!(stats["entities"]["linked_rows"], 3);
+    assert_eq!(stats["candidates"]["pending"], 2);
+    assert_eq!(stats["entities"]["people"], 3);
+    assert_eq!(stats["entities"]["linked_rows"], 4);
     assert_eq!(stats["collection"], "crm_chunks");
     let people_sync = stats["sync"]
         .as_array()
@@ -376,6 +376,7 @@ async fn stats_and_candidates_report_the_database() {
     assert_eq!(stats["index"]["state"], "not_configured");
 
     let candidates = ok(&client, "list_merge_candidates", json!({})).await;
+    assert_eq!(candidates["candidates"].as_array().unwrap().len(), 2);
     let c = &candidates["candidates"][0];
     assert_eq!(c["id"], CANDIDATE);
     assert_eq!(c["status"], "pending");

@@ -27,6 +27,7 @@ pub(crate) const ADA: i64 = 900_001;
 pub(crate) const CHARLES: i64 = 900_002;
 pub(crate) const DELETED_PERSON: i64 = 900_003;
 pub(crate) const ADA_DUPLICATE: i64 = 900_004;
+pub(crate) const ADA_KING: i64 = 900_005;
 pub(crate) const ENGINES: i64 = 900_001;
 pub(crate) const DELETED_ORG: i64 = 900_002;
 pub(crate) const DEAL: i64 = 900_001;
@@ -36,6 +37,8 @@ pub(crate) const ADA_FIRST_INTERACTION: i64 = 900_001;
 pub(crate) const ADA_INTERACTIONS: i64 = 45;
 /// The pending merge candidate between Ada's and Charles's entities.
 pub(crate) const CANDIDATE: i64 = 1;
+/// The pending merge candidate between Ada's and Ada King's entities.
+pub(crate) const KING_CANDIDATE: i64 = 2;
 /// Length of Ada's bio.
 pub(crate) const BIG_BIO_CHARS: usize = 1_048_576;
 
@@ -102,6 +105,8 @@ fn insert_fixtures(store: &Store) {
            VALUES ({DELETED_PERSON}, 'Deleted Person', 'gone@analytical.example', {ENGINES}, '{t}', '{t}', '{t}');
          INSERT INTO people (id, full_name, email, organization_id, created_at, updated_at)
            VALUES ({ADA_DUPLICATE}, 'A. Lovelace', 'ADA@analytical.example ', {ENGINES}, '{t}', '{t}');
+         INSERT INTO people (id, first_name, last_name, full_name, email, created_at, updated_at)
+           VALUES ({ADA_KING}, 'Ada', 'King', 'Ada King', 'countess@lovelace.example', '{t}', '{t}');
          INSERT INTO deals (id, organization_id, name, stage, amount_usd, notes, created_at, updated_at)
            VALUES ({DEAL}, {ENGINES}, 'Engines Seed', 'term_sheet', 1500000.0, 'Lead: <b>us</b>', '{t}', '{t}');"
     ))
@@ -143,7 +148,11 @@ fn insert_fixtures(store: &Store) {
 
     let now = Timestamp::parse(t).unwrap();
     let tx = conn.transaction().unwrap();
-    for (id, name) in [(ADA, "Ada Lovelace"), (CHARLES, "Charles Babbage")] {
+    for (id, name) in [
+        (ADA, "Ada Lovelace"),
+        (CHARLES, "Charles Babbage"),
+        (ADA_KING, "Ada King"),
+    ] {
         phase0::insert_entity(
             &tx,
             &Entity {
@@ -162,6 +171,7 @@ fn insert_fixtures(store: &Store) {
         (ADA, ADA, "singleton"),
         (ADA_DUPLICATE, ADA, "email"),
         (CHARLES, CHARLES, "singleton"),
+        (ADA_KING, ADA_KING, "singleton"),
     ] {
         phase0::upsert_link(
             &tx,
@@ -188,6 +198,19 @@ fn insert_fixtures(store: &Store) {
     )
     .unwrap();
     assert_eq!(candidate.id, CANDIDATE);
+    let king = phase0::upsert_candidate(
+        &tx,
+        &NewCandidate {
+            kind: EntityKind::Person,
+            entity_a: EntityKind::Person.entity_id(ADA),
+            entity_b: EntityKind::Person.entity_id(ADA_KING),
+            reasons: vec!["given_name".to_owned(), "married_name".to_owned()],
+            score: 0.71,
+        },
+        now,
+    )
+    .unwrap();
+    assert_eq!(king.id, KING_CANDIDATE);
     phase0::insert_merge(
         &tx,
         &NewMerge {

@@ -15,7 +15,13 @@ const READ_TOOLS: [&str; 9] = [
     "list_interactions",
     "list_merge_candidates",
 ];
-const WRITE_TOOLS: [&str; 3] = ["add_note", "update_organization", "update_person"];
+const WRITE_TOOLS: [&str; 5] = [
+    "add_note",
+    "review_merge_candidate",
+    "undo_merge",
+    "update_organization",
+    "update_person",
+];
 
 #[tokio::test]
 async fn lists_every_tool_with_typed_schemas_and_annotations() {

@@ -41,6 +41,7 @@ mod config;
 mod error;
 pub mod http;
 mod reads;
+mod review;
 pub mod search;
 mod server;
 mod text;
@@ -53,6 +54,7 @@ pub use args::{
 pub use config::ToolsConfig;
 pub use error::{McpError, ToolError};
 pub use reads::*;
+pub use review::*;
 pub use server::{CrmTools, Health, SERVER_NAME, WRITE_TOOLS, serve_stdio};
 pub use text::{CLIP_MARKER, LongText};
 pub use views::{EntityView, InteractionRef, LinkedRow, MergeView, OrgRef, PersonRef};

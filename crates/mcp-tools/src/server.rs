@@ -18,6 +18,9 @@ use crate::reads::{
     FindPeopleResult, IdParams, InteractionDetail, ListCandidatesParams, ListCandidatesResult,
     ListInteractionsParams, ListInteractionsResult, OrganizationDetail, PersonDetail,
 };
+use crate::review::{
+    self, ReviewCandidateParams, ReviewCandidateResult, UndoMergeParams, UndoMergeResult,
+};
 use crate::search::IndexStatus;
 use crate::writes::{
     self, AddNoteParams, AddNoteResult, ClientIdentity, UpdateOrganizationParams,
@@ -104,6 +107,7 @@ impl CrmTools {
     pub fn new(store: Store, config: ToolsConfig) -> Result<Self, McpError> {
         config.validate()?;
         let mut tool_router = Self::tool_router();
+        tool_router.merge(Self::review_router());
         if config.read_only {
             for name in WRITE_TOOLS {
                 tool_router.remove_route(name);
@@ -516,6 +520,60 @@ impl CrmTools {
     ) -> Result<Json<UpdateOrganizationResult>, ToolError> {
         let client = client_identity(&ctx);
         self.write(move |c, cfg| writes::update_organization(c, cfg, &client, &p))
+            .await
+            .map(Json)
+    }
+}
+
+#[tool_router(router = review_router)]
+impl CrmTools {
+    #[tool(
+        name = "review_merge_candidate",
+        description = "Decide a merge candidate as a human reviewer: `accept` merges the two \
+                       entities (the lower entity id is kept, the other one's CRM rows move to \
+                       it), `reject` records that they differ so the pair is never proposed \
+                       again. Recorded with decided_by = human:<this client> and logged. An \
+                       accepted merge can be reverted with undo_merge.",
+        annotations(
+            title = "Review a merge candidate",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn review_merge_candidate(
+        &self,
+        Parameters(p): Parameters<ReviewCandidateParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<ReviewCandidateResult>, ToolError> {
+        let client = client_identity(&ctx);
+        self.write(move |c, cfg| review::review_candidate(c, cfg, &client, &p))
+            .await
+            .map(Json)
+    }
+
+    #[tool(
+        name = "undo_merge",
+        description = "Undo a merge of two entities (made by the resolver, the LLM tier or a \
+                       person): the merged-away entity comes back with the CRM rows it held, \
+                       and later resolution runs keep the two apart. The merge stays on record \
+                       with undone_at / undone_by = human:<this client>. Logged.",
+        annotations(
+            title = "Undo a merge",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn undo_merge(
+        &self,
+        Parameters(p): Parameters<UndoMergeParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<UndoMergeResult>, ToolError> {
+        let client = client_identity(&ctx);
+        self.write(move |c, cfg| review::undo_merge(c, cfg, &client, &p))
             .await
             .map(Json)
     }

@@ -63,7 +63,7 @@ pub(crate) fn clean_client_name(name: Option<&str>) -> String {
     }
 }
 
-fn to_value(value: &impl Serialize) -> Result<Value, ToolError> {
+pub(crate) fn to_value(value: &impl Serialize) -> Result<Value, ToolError> {
     serde_json::to_value(value).map_err(|e| ToolError::Internal(format!("serialising: {e}")))
 }
 
@@ -120,7 +120,7 @@ fn log_rejection(
 
 /// Runs a write; a refusal because of the data is logged, other errors are not (they
 /// either never reached the database or are database failures the tool reports).
-fn logged<T>(
+pub(crate) fn logged<T>(
     conn: &mut Connection,
     client: &ClientIdentity,
     tool: &str,
