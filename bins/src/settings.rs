@@ -208,6 +208,25 @@ impl Default for SparkControlSettings {
     }
 }
 
+impl SparkControlSettings {
+    /// The shared HTTP client's configuration for Spark Control, or `None` when no URL
+    /// is set.
+    pub fn http_config(&self) -> Option<embed::http::HttpClientConfig> {
+        let url = self.url.as_deref()?;
+        let mut config = embed::http::HttpClientConfig::new(url);
+        config.api_key = self
+            .api_key
+            .as_ref()
+            .map(|key| embed::http::ApiKey::new(key.expose()));
+        config.verify_tls = self.verify_tls;
+        config.connect_timeout = std::time::Duration::from_secs(self.connect_timeout_secs);
+        config.request_timeout = std::time::Duration::from_secs(self.request_timeout_secs);
+        config.max_retries = self.max_retries;
+        config.max_concurrency = usize::try_from(self.max_concurrency.max(1)).unwrap_or(1);
+        Some(config)
+    }
+}
+
 /// The in-process embedding model, used when Spark Control is not configured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

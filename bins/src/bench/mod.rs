@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::cli::Terminal;
 use crate::settings::Settings;
 
+pub mod fuzzy;
 pub mod store;
 
 /// Every suite `crm-bench` can run.
@@ -28,6 +29,8 @@ pub enum Suite {
     Scan(store::ScanArgs),
     /// Contract check, first migration and no-op re-run on a large CRM.
     Migrate(store::MigrateArgs),
+    /// The fuzzy tier's client overhead and throughput against an instant chat server.
+    Fuzzy(fuzzy::FuzzyArgs),
 }
 
 impl Suite {
@@ -38,6 +41,7 @@ impl Suite {
             Suite::Generate(args) => store::generate(ctx, &args),
             Suite::Scan(args) => store::scan(ctx, &args),
             Suite::Migrate(args) => store::migrate(ctx, &args),
+            Suite::Fuzzy(args) => fuzzy::run(ctx, &args),
         }
     }
 }
