@@ -181,12 +181,7 @@ pub(crate) fn person_pairs(
                     if g.chars().count() >= 2 {
                         out.push((tagged(2, (org, g)), row));
                     }
-                    let (x, y) = if g <= family.as_str() {
-                        (g, family.as_str())
-                    } else {
-                        (family.as_str(), g)
-                    };
-                    out.push((tagged(3, (org, x, y)), row));
+                    out.push((tagged(3, (org, p.name.token_bag())), row));
                 }
             }
             out.into_iter()
@@ -216,12 +211,15 @@ enum NameTier {
 /// Tiers:
 /// - strong name relation (same name, nickname, initial, one-edit typo in either
 ///   name, swapped names): flagged within one organisation entity; for two people
-///   without an organisation only with the same title and location; across
+///   without an organisation only when title and location agree; across
 ///   organisations only with the same phone;
-/// - weak relation (given names share a prefix or a three-letter run): within one
-///   organisation entity only;
-/// - same family name, unrelated given names: within one organisation entity, with the
-///   same title and the same location.
+/// - weak relation (given names share a prefix, the first two letters of a
+///   three-letter short form, or a three-letter run): within one organisation entity,
+///   or without organisation when title and location agree;
+/// - same family name, unrelated given names: within one organisation entity, when
+///   title and location agree.
+///
+/// "Agree" means equal, or missing on both sides.
 ///
 /// Never flagged: different LinkedIn profiles, different generational suffixes or
 /// middle initials.
@@ -276,6 +274,9 @@ pub(crate) fn score_people(
     let mut reasons = Reasons::default().with(reason);
     let same_title = a.title.is_some() && a.title == b.title;
     let same_location = a.location.is_some() && a.location == b.location;
+    // Agreement also counts two missing values (not as a reason, as no disagreement).
+    let title_agrees = a.title == b.title;
+    let location_agrees = a.location == b.location;
     let same_phone = a.phone.is_some() && a.phone == b.phone;
     let same_domain = a.email_domain.is_some() && a.email_domain == b.email_domain;
     for (on, r) in [
@@ -291,11 +292,11 @@ pub(crate) fn score_people(
     let same_org = org_a.is_some() && org_a == org_b;
     let no_org = org_a.is_none() && org_b.is_none();
     let accept = match tier {
-        NameTier::Strong if same_org => true,
-        NameTier::Strong if no_org => same_title && same_location,
+        NameTier::Strong | NameTier::Weak if same_org => true,
+        NameTier::Strong | NameTier::Weak if no_org => title_agrees && location_agrees,
         NameTier::Strong => same_phone,
-        NameTier::Weak => same_org,
-        NameTier::FamilyOnly => same_org && same_title && same_location,
+        NameTier::Weak => false,
+        NameTier::FamilyOnly => same_org && title_agrees && location_agrees,
     };
     if !accept {
         return None;

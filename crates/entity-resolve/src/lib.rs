@@ -40,6 +40,7 @@ mod nicknames;
 pub mod normalize;
 pub mod phonetic;
 mod plan;
+pub mod quality;
 mod records;
 mod rules;
 mod run;

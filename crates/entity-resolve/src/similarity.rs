@@ -203,7 +203,10 @@ pub(crate) fn given_relation(a: &str, b: &str, nicknames: &Nicknames) -> GivenRe
         return GivenRelation::Typo;
     }
     let (short, long) = if la <= lb { (a, b) } else { (b, a) };
-    if long.starts_with(short) || longest_common_run(a, b) >= 3 {
+    // A short form of three letters sharing the first two (`Ira` / `Irina`, `Anu` /
+    // `Ananya`).
+    let short_form = la.min(lb) <= 3 && common_prefix(a, b) >= 2;
+    if long.starts_with(short) || short_form || longest_common_run(a, b) >= 3 {
         return GivenRelation::Fragment;
     }
     GivenRelation::Unrelated
@@ -226,21 +229,25 @@ pub(crate) fn family_relation(a: &PersonName, b: &PersonName) -> FamilyRelation 
     if ka == kb || (a.family_core().is_some() && a.family_core() == b.family_core()) {
         return FamilyRelation::Exact;
     }
-    if ka.chars().count().min(kb.chars().count()) >= 3 && osa_distance(&ka, &kb) <= 1 {
+    // One edit, unless both names are two letters or less (`Li` / `Lu` are two names).
+    if ka.chars().count().max(kb.chars().count()) >= 3 && osa_distance(&ka, &kb) <= 1 {
         return FamilyRelation::Typo;
     }
     FamilyRelation::Unrelated
 }
 
-/// Whether the names are the same with given and family swapped (`Smith John`).
+/// Whether the names hold the same words in another order, with different family
+/// names (`Smith John`, `van der Berg Anna` for `Anna van der Berg`).
 pub(crate) fn swapped(a: &PersonName, b: &PersonName) -> bool {
-    match (a.given.as_deref(), b.given.as_deref()) {
-        (Some(ga), Some(gb)) => {
-            let (fa, fb) = (a.family_key(), b.family_key());
-            ga != fa && ga == fb && gb == fa
-        }
-        _ => false,
-    }
+    a.given.is_some()
+        && b.given.is_some()
+        && a.family_key() != b.family_key()
+        && a.token_bag() == b.token_bag()
+}
+
+/// Length of the common prefix, in chars.
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
 }
 
 /// Length of the longest run of chars two strings share.
@@ -279,6 +286,9 @@ mod tests {
         assert_eq!(rel("emeka", "chukwuemeka"), GivenRelation::Fragment);
         assert_eq!(rel("sveta", "svetlana"), GivenRelation::Fragment);
         assert_eq!(rel("mary", "john"), GivenRelation::Unrelated);
+        assert_eq!(rel("ira", "irina"), GivenRelation::Fragment);
+        assert_eq!(rel("anu", "ananya"), GivenRelation::Fragment);
+        assert_eq!(rel("jane", "jack"), GivenRelation::Unrelated);
         assert_eq!(rel("", ""), GivenRelation::Exact);
     }
 
@@ -308,6 +318,11 @@ mod tests {
     fn swaps() {
         let p = |f: &str, l: &str| PersonName::parse(Some(f), Some(l), "");
         assert!(swapped(&p("John", "Smith"), &p("Smith", "John")));
+        assert!(swapped(
+            &p("Anna", "van der Berg"),
+            &p("van der Berg", "Anna")
+        ));
+        assert!(swapped(&p("Layla", "Al-Rashid"), &p("Al-Rashid", "Layla")));
         assert!(!swapped(&p("John", "Smith"), &p("John", "Smith")));
         assert!(!swapped(&p("Lee", "Lee"), &p("Lee", "Lee")));
     }

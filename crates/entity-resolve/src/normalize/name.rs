@@ -243,6 +243,20 @@ impl PersonName {
             .map(String::as_str)
     }
 
+    /// Every token of the name, sorted and joined: the same for `Anna van der Berg` and
+    /// `van der Berg Anna` (swapped entries).
+    pub fn token_bag(&self) -> String {
+        let mut all: Vec<&str> = self
+            .given
+            .iter()
+            .chain(self.middle.iter())
+            .chain(self.family.iter())
+            .map(String::as_str)
+            .collect();
+        all.sort_unstable();
+        all.join(" ")
+    }
+
     /// `given familykey`, middle names left out; empty when the name is empty.
     pub fn full_key(&self) -> String {
         match (&self.given, self.family.is_empty()) {

@@ -13,6 +13,7 @@ const LEGAL_SUFFIXES: &[&[&str]] = &[
     &["limited", "liability", "partnership"],
     &["limited", "partnership"],
     &["pty", "ltd"],
+    &["pte", "ltd"],
     &["pty", "limited"],
     &["pvt", "ltd"],
     &["private", "limited"],
@@ -28,6 +29,9 @@ const LEGAL_SUFFIXES: &[&[&str]] = &[
     &["incorporated"],
     &["inc"],
     &["llc"],
+    &["pllc"],
+    &["pc"],
+    &["p", "c"],
     &["llp"],
     &["lllp"],
     &["ltd"],
@@ -63,6 +67,9 @@ const LEGAL_SUFFIXES: &[&[&str]] = &[
     &["sl"],
     &["sro"],
     &["zoo"],
+    // Not a legal form, but how a fund's management company is told apart from the
+    // fund: "Blue Rock Capital Management LLC" is Blue Rock Capital in a CRM.
+    &["management"],
 ];
 
 /// Descriptors dropped only by the loose key used for blocking (`Acme Holdings` and
@@ -207,6 +214,23 @@ impl OrgName {
 /// capital letters, and either the name has other lower-case letters or it is that one
 /// word once suffixes are stripped (an all-capitals long name is just shouting).
 fn looks_like_acronym(raw: &str, stripped_tokens: usize) -> bool {
+    // A bracketed qualifier does not count: "DFA (AI)" is the acronym DFA.
+    let mut unbracketed = String::with_capacity(raw.len());
+    let mut depth = 0usize;
+    for c in raw.chars() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => unbracketed.push(c),
+            _ => {}
+        }
+    }
+    let raw = unbracketed.as_str();
+    let stripped_tokens = if raw.split_whitespace().count() == 1 {
+        1
+    } else {
+        stripped_tokens
+    };
     let mut words = raw
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty());
@@ -294,6 +318,12 @@ mod tests {
             "The Acme Company",
             "the acme corp",
             "Acme GmbH & Co. KG",
+            "Acme PC",
+            "Acme P.C.",
+            "Acme PLLC",
+            "Acme Pte. Ltd.",
+            "Acme Management LLC",
+            "Acme Management",
             "  ACME,  Inc ",
         ] {
             assert_eq!(key(s), "acme", "{s:?}");
@@ -354,6 +384,8 @@ mod tests {
             "IBM Corp",
             "BRC Inc.",
             "BRC (Capital)",
+            "DFA (AI)",
+            "AT&T",
             "The BRC Group",
             "SAP SE",
             "B.R.C.",
@@ -368,7 +400,6 @@ mod tests {
             "Acme Inc",
             "Microsoft",
             "ABCDEFGH Ltd",
-            "AT&T",
             "",
         ] {
             assert!(!OrgName::parse(s).acronym_like, "{s:?}");

@@ -91,7 +91,31 @@ impl Phone {
         if !(6..=20).contains(&digits) {
             return None;
         }
-        let parsed = phonenumber::parse(Some(default_region.0), raw).ok()?;
+        // `00` is the international prefix almost everywhere (not in North America,
+        // where `011` is): a CRM's `0044 20 ...` or `001 415 ...` means `+44`/`+1`.
+        // `+49 (0)151 ...`: the bracketed trunk zero is dropped when dialling from abroad.
+        let without_trunk;
+        let raw = if raw.contains("(0)") {
+            without_trunk = raw.replace("(0)", "");
+            without_trunk.as_str()
+        } else {
+            raw
+        };
+        let international;
+        let raw = match raw.strip_prefix("00") {
+            Some(rest) if !rest.starts_with('0') => {
+                international = format!("+{rest}");
+                international.as_str()
+            }
+            _ => raw,
+        };
+        // A number with its country code is parsed without a region: given one, the
+        // parser applies that region's national prefix to a foreign number (`+49 151...`
+        // read in the US loses the `1` of `151`).
+        let has_country_code =
+            raw.starts_with('+') || raw.to_ascii_lowercase().starts_with("tel:+");
+        let region = (!has_country_code).then_some(default_region.0);
+        let parsed = phonenumber::parse(region, raw).ok()?;
         if !parsed.is_valid() {
             return None;
         }
@@ -134,6 +158,8 @@ mod tests {
             "+1 415 555 0134",
             "+1-415-555-0134",
             "011 1 415 555 0134",
+            "001 415 555 0134",
+            "001-415-555-0134",
             "1 (415) 555-0134",
             "  +1 (415) 555-0134  ",
             "tel:+1-415-555-0134",
@@ -148,6 +174,45 @@ mod tests {
         assert_eq!(e164("020 7946 0018", gb), Some("+442079460018".into()));
         assert_eq!(e164("+44 20 7946 0018", us()), Some("+442079460018".into()));
         assert_eq!(e164("+1 415 555 0134", gb), Some("+14155550134".into()));
+    }
+
+    #[test]
+    fn foreign_numbers_keep_their_digits() {
+        // The same German mobile in every shape, read with a US default region.
+        for s in [
+            "+4915124039451",
+            "+49 151 2403 9451",
+            "+49-151-2403-9451",
+            "0049 151 2403 9451",
+            "+49 (0)151 2403 9451",
+        ] {
+            assert_eq!(e164(s, us()), Some("+4915124039451".into()), "{s:?}");
+        }
+        let de: PhoneRegion = "DE".parse().unwrap();
+        assert_eq!(e164("0151 2403 9451", de), Some("+4915124039451".into()));
+    }
+
+    #[test]
+    fn double_zero_means_international() {
+        assert_eq!(
+            e164("0044 20 7946 0018", us()),
+            Some("+442079460018".into())
+        );
+        assert_eq!(
+            e164("0049 151 2403 9451", us()),
+            Some("+4915124039451".into())
+        );
+        assert_eq!(
+            e164("+49 (0)151 2403 9451", us()),
+            Some("+4915124039451".into())
+        );
+        assert_eq!(
+            e164("+44 (0)20 7946 0018", us()),
+            Some("+442079460018".into())
+        );
+        assert_eq!(e164("007 916 270 4420", us()), Some("+79162704420".into()));
+        // Three zeros are no country code.
+        assert_eq!(e164("000 415 555 0134", us()), None);
     }
 
     #[test]

@@ -1,0 +1,6 @@
+//! Integration tests of `entity-resolve` on real SQLite CRM files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod e2e;
