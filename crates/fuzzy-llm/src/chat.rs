@@ -242,8 +242,9 @@ impl ChatClient {
         messages: &[ChatMessage],
         response_format: Option<&Value>,
     ) -> Result<ChatReply, FuzzyError> {
-        // At most one fallback per optional field, so at most three attempts in all.
-        for _ in 0..3 {
+        // Each retry here follows a 400 that named a field this request sent, and drops
+        // that field: with two optional fields, at most three attempts.
+        loop {
             let kwargs = self.send_template_kwargs.load(Ordering::Relaxed);
             let format = self.send_response_format.load(Ordering::Relaxed);
             let body = CompletionRequest {
@@ -284,9 +285,6 @@ impl ChatClient {
                 }
             }
         }
-        Err(FuzzyError::InvalidConfig(
-            "the chat server kept rejecting the request's optional fields".to_owned(),
-        ))
     }
 
     fn drop_optional(&self, field: Optional, err: &HttpError) {

@@ -67,7 +67,7 @@ pub struct EntityEvidence {
     pub entity_id: String,
     /// Person or organisation.
     pub kind: EntityKind,
-    /// How many live CRM rows the entity has.
+    /// How many live CRM rows of the entity were read (at most `max_rows`).
     pub record_count: usize,
     /// Names as written.
     #[serde(skip_serializing_if = "Vec::is_empty")]
