@@ -6,11 +6,13 @@
 //! - [`settings`]: the one typed settings struct and its layered loader;
 //! - [`cli`]: common flags, start-up (settings, tracing), and the exit path;
 //! - [`progress`]: progress bars that stay out of the way when stderr is not a terminal;
+//! - [`embedding`]: the embedder the settings select (Spark Control or the local model);
 //! - [`resources`]: peak memory, for summaries and benchmarks;
 //! - [`bench`]: the `crm-bench` suites.
 
 pub mod bench;
 pub mod cli;
+pub mod embedding;
 pub mod progress;
 pub mod resources;
 pub mod settings;

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::cli::Terminal;
 use crate::settings::Settings;
 
+pub mod embed;
 pub mod fuzzy;
 pub mod store;
 
@@ -31,6 +32,9 @@ pub enum Suite {
     Migrate(store::MigrateArgs),
     /// The fuzzy tier's client overhead and throughput against an instant chat server.
     Fuzzy(fuzzy::FuzzyArgs),
+    /// BM25 vs fastembed, the local dense model vs llama.cpp, the embeddings client vs raw
+    /// server capacity, chunking time per MB.
+    Embed(embed::EmbedArgs),
 }
 
 impl Suite {
@@ -42,6 +46,7 @@ impl Suite {
             Suite::Scan(args) => store::scan(ctx, &args),
             Suite::Migrate(args) => store::migrate(ctx, &args),
             Suite::Fuzzy(args) => fuzzy::run(ctx, &args),
+            Suite::Embed(args) => embed::run(ctx, &args),
         }
     }
 }

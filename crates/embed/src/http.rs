@@ -660,9 +660,22 @@ enum AttemptFailure {
 }
 
 impl AttemptFailure {
+    /// For logs: what failed, without the URL (it is logged as its own redacted field).
     fn summary(&self) -> String {
         match self {
-            Self::Transport(e) => error_chain(e),
+            Self::Transport(e) => {
+                let kind = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect error"
+                } else {
+                    "transport error"
+                };
+                match e.source() {
+                    Some(cause) => format!("{kind}: {}", error_chain(cause)),
+                    None => kind.to_owned(),
+                }
+            }
             Self::Status { status, .. } => format!("HTTP {}", status.as_u16()),
         }
     }
