@@ -2,7 +2,8 @@
 //! conflicting hard evidence.
 //!
 //! Every row may carry *exclusive evidence*: values of which one entity can only have
-//! one (a person's LinkedIn profile, an organisation's corporate domains), and the
+//! one (a person's LinkedIn profile, generational suffix and middle initial, an
+//! organisation's corporate domains), and the
 //! sides of undone merges (a person undid "A is B": rows of A and rows of B must stay
 //! apart). A union is allowed only if, for every kind of exclusive evidence, the two
 //! clusters' value sets are not both non-empty and disjoint. The check runs on whole
@@ -22,6 +23,10 @@ pub(crate) enum EvidenceKind {
     LinkedinCompany,
     /// An organisation's corporate (registrable) domain.
     Domain,
+    /// A person's generational suffix (Jr. and Sr. are two people).
+    Generation,
+    /// A person's middle initial (John A. and John B. Smith are two people).
+    MiddleInitial,
     /// Side of an undone merge: the value is `merge_id * 2 + side`; the key carries
     /// the merge id so the two sides of one merge conflict.
     UndoneMerge(i64),

@@ -402,15 +402,7 @@ fn run_inner(
             Some(org_entity[i].n)
         })
         .collect();
-    let person_evidence: Vec<Vec<Evidence>> = people
-        .iter()
-        .map(|p| {
-            p.linkedin
-                .iter()
-                .map(|l| (EvidenceKind::LinkedinProfile, key_hash(l)))
-                .collect()
-        })
-        .collect();
+    let person_evidence: Vec<Vec<Evidence>> = people.iter().map(person_evidence).collect();
     let mut person_linker = Linker::new(Clusters::new(person_evidence));
     let person_merge_counts = apply_recorded_merges(&mut person_linker, &person_ids, &person_state);
     link_people(&mut person_linker, &people, &org_of, nicknames);
@@ -660,6 +652,23 @@ fn apply_recorded_merges(linker: &mut Linker, ids: &[i64], state: &StoredState) 
     counts
 }
 
+/// A person row's exclusive evidence: LinkedIn profile, generational suffix, middle
+/// initial. Compatibility is checked on whole clusters, so "John Smith" can join "John
+/// Smith Sr." or "John Smith Jr." but never both.
+fn person_evidence(p: &PersonRecord) -> Vec<Evidence> {
+    let mut ev: Vec<Evidence> = Vec::new();
+    if let Some(l) = &p.linkedin {
+        ev.push((EvidenceKind::LinkedinProfile, key_hash(l)));
+    }
+    if let Some(g) = p.name.generation {
+        ev.push((EvidenceKind::Generation, g as u64));
+    }
+    if let Some(m) = p.name.middle_initial() {
+        ev.push((EvidenceKind::MiddleInitial, u64::from(m)));
+    }
+    ev
+}
+
 /// The entity of every row.
 fn entity_per_row(n: usize, groups: &[Vec<u32>], a: &Assignment) -> Vec<EntityId> {
     let mut out = vec![EntityId::new(EntityKind::Person, 0); n];
@@ -687,6 +696,7 @@ fn with_conflicts(
             EvidenceKind::LinkedinProfile | EvidenceKind::LinkedinCompany => {
                 Reason::ConflictLinkedin
             }
+            EvidenceKind::Generation | EvidenceKind::MiddleInitial => Reason::ConflictName,
             _ => Reason::ConflictDomain,
         });
         r.add(match b.rule {

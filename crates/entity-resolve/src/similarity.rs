@@ -51,6 +51,8 @@ pub enum Reason {
     ConflictLinkedin,
     /// The conflict was on corporate domains.
     ConflictDomain,
+    /// The conflict was on generational suffixes or middle initials.
+    ConflictName,
     /// The rule that fired was the email rule.
     RuleEmail,
     /// The rule that fired was the phone + name rule.
@@ -67,7 +69,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in bit order.
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 27] = [
         Self::SameName,
         Self::Nickname,
         Self::Initials,
@@ -88,6 +90,7 @@ impl Reason {
         Self::Conflict,
         Self::ConflictLinkedin,
         Self::ConflictDomain,
+        Self::ConflictName,
         Self::RuleEmail,
         Self::RulePhoneName,
         Self::RuleNameOrg,
@@ -119,6 +122,7 @@ impl Reason {
             Self::Conflict => "conflict",
             Self::ConflictLinkedin => "conflict_linkedin",
             Self::ConflictDomain => "conflict_domain",
+            Self::ConflictName => "conflict_name",
             Self::RuleEmail => "rule_email",
             Self::RulePhoneName => "rule_phone_name",
             Self::RuleNameOrg => "rule_name_org",

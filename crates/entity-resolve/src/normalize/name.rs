@@ -79,6 +79,7 @@ const PARTICLES: &[&str] = &[
 
 /// A generational suffix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Generation {
     /// Jr., Junior.
     Junior,

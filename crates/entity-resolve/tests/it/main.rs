@@ -4,3 +4,6 @@
 mod support;
 
 mod e2e;
+mod merges;
+mod rules;
+mod runs;

@@ -8,39 +8,39 @@ use entity_resolve::{NoProgress, ResolveConfig, ResolveSummary, RunOptions, reso
 use rusqlite::{Connection, params};
 
 /// A CRM file with the Phase-0 tables, removed with its directory.
-pub struct Crm {
-    pub dir: tempfile::TempDir,
-    pub path: PathBuf,
-    pub store: Store,
+pub(crate) struct Crm {
+    /// Kept for its `Drop`: the directory goes when the test ends.
+    _dir: tempfile::TempDir,
+    pub(crate) store: Store,
 }
 
 impl Crm {
     /// An empty CRM.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("crm.db");
         let mut config = StoreConfig::new(&path);
         config.create_if_missing = true;
         let store = Store::open(config).unwrap();
-        Self { dir, path, store }
+        Self { _dir: dir, store }
     }
 
     /// Opens an existing CRM file (e.g. a generated one).
-    pub fn open(dir: tempfile::TempDir, path: PathBuf) -> Self {
+    pub(crate) fn open(dir: tempfile::TempDir, path: PathBuf) -> Self {
         let store = Store::open(StoreConfig::new(&path)).unwrap();
-        Self { dir, path, store }
+        Self { _dir: dir, store }
     }
 
-    pub fn conn(&self) -> crm_store::PooledConn {
+    pub(crate) fn conn(&self) -> crm_store::PooledConn {
         self.store.writer().unwrap()
     }
 
     /// Runs the resolver with the default configuration.
-    pub fn resolve(&self) -> ResolveSummary {
+    pub(crate) fn resolve(&self) -> ResolveSummary {
         self.resolve_with(false)
     }
 
-    pub fn resolve_with(&self, dry_run: bool) -> ResolveSummary {
+    pub(crate) fn resolve_with(&self, dry_run: bool) -> ResolveSummary {
         let mut conn = self.conn();
         let options = RunOptions {
             dry_run,
@@ -50,7 +50,7 @@ impl Crm {
         resolve(&mut conn, &ResolveConfig::default(), &options, &NoProgress).unwrap()
     }
 
-    pub fn org(&self, id: i64, name: &str, domain: Option<&str>) {
+    pub(crate) fn org(&self, id: i64, name: &str, domain: Option<&str>) {
         self.conn()
             .execute(
                 "INSERT INTO organizations (id, name, domain, created_at, updated_at) VALUES (?1, ?2, ?3, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
@@ -59,7 +59,7 @@ impl Crm {
             .unwrap();
     }
 
-    pub fn person(&self, p: P<'_>) {
+    pub(crate) fn person(&self, p: P<'_>) {
         self.conn()
             .execute(
                 "INSERT INTO people (id, first_name, last_name, full_name, email, phone, organization_id, linkedin_url, title, location, created_at, updated_at) \
@@ -70,7 +70,7 @@ impl Crm {
     }
 
     /// The entity id linked to a source row.
-    pub fn entity_of(&self, table: &str, id: i64) -> Option<String> {
+    pub(crate) fn entity_of(&self, table: &str, id: i64) -> Option<String> {
         self.conn()
             .query_row(
                 "SELECT entity_id FROM entity_links WHERE source_table = ?1 AND source_id = ?2",
@@ -80,22 +80,22 @@ impl Crm {
             .ok()
     }
 
-    pub fn person_entity(&self, id: i64) -> String {
+    pub(crate) fn person_entity(&self, id: i64) -> String {
         self.entity_of("people", id)
             .unwrap_or_else(|| panic!("people:{id} has no link"))
     }
 
-    pub fn count(&self, sql: &str) -> i64 {
+    pub(crate) fn count(&self, sql: &str) -> i64 {
         self.conn().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
     /// A fingerprint of every entity table, to prove a run wrote nothing.
-    pub fn snapshot(&self) -> String {
+    pub(crate) fn snapshot(&self) -> String {
         snapshot(&self.conn())
     }
 }
 
-pub fn snapshot(conn: &Connection) -> String {
+pub(crate) fn snapshot(conn: &Connection) -> String {
     let mut out = String::new();
     for (table, order) in [
         ("entities", "entity_id"),
@@ -130,21 +130,28 @@ pub fn snapshot(conn: &Connection) -> String {
 
 /// A person row to insert.
 #[derive(Default, Clone, Copy)]
-pub struct P<'a> {
-    pub id: i64,
-    pub first: Option<&'a str>,
-    pub last: Option<&'a str>,
-    pub full: &'a str,
-    pub email: Option<&'a str>,
-    pub phone: Option<&'a str>,
-    pub org: Option<i64>,
-    pub linkedin: Option<&'a str>,
-    pub title: Option<&'a str>,
-    pub location: Option<&'a str>,
+pub(crate) struct P<'a> {
+    pub(crate) id: i64,
+    pub(crate) first: Option<&'a str>,
+    pub(crate) last: Option<&'a str>,
+    pub(crate) full: &'a str,
+    pub(crate) email: Option<&'a str>,
+    pub(crate) phone: Option<&'a str>,
+    pub(crate) org: Option<i64>,
+    pub(crate) linkedin: Option<&'a str>,
+    pub(crate) title: Option<&'a str>,
+    pub(crate) location: Option<&'a str>,
+}
+
+impl P<'_> {
+    /// The same row with another id.
+    pub(crate) fn with_id(self, id: i64) -> Self {
+        Self { id, ..self }
+    }
 }
 
 /// A person named `full` (first and last split at the first space).
-pub fn p(id: i64, full: &str) -> P<'_> {
+pub(crate) fn p(id: i64, full: &str) -> P<'_> {
     let (first, last) = full
         .split_once(' ')
         .map_or((None, None), |(f, l)| (Some(f), Some(l)));
