@@ -21,7 +21,7 @@ use crate::reads::{
 use crate::review::{
     self, ReviewCandidateParams, ReviewCandidateResult, UndoMergeParams, UndoMergeResult,
 };
-use crate::search::IndexStatus;
+use crate::search::{self, IndexStatus, SearchBackend, SearchParams, SearchResult};
 use crate::writes::{
     self, AddNoteParams, AddNoteResult, ClientIdentity, UpdateOrganizationParams,
     UpdateOrganizationResult, UpdatePersonParams, UpdatePersonResult,
@@ -73,6 +73,7 @@ pub struct CrmTools {
 struct Inner {
     store: Store,
     config: ToolsConfig,
+    search: Option<Arc<SearchBackend>>,
 }
 
 impl std::fmt::Debug for CrmTools {
@@ -103,8 +104,26 @@ pub struct Health {
 }
 
 impl CrmTools {
-    /// A server over `store` with `config`.
+    /// A server over `store` with `config`, without a search index: `search` answers
+    /// with an error saying so. See [`CrmTools::with_search`].
     pub fn new(store: Store, config: ToolsConfig) -> Result<Self, McpError> {
+        Self::build(store, config, None)
+    }
+
+    /// A server over `store` with `config` and the search backend.
+    pub fn with_search(
+        store: Store,
+        config: ToolsConfig,
+        search: Arc<SearchBackend>,
+    ) -> Result<Self, McpError> {
+        Self::build(store, config, Some(search))
+    }
+
+    fn build(
+        store: Store,
+        config: ToolsConfig,
+        search: Option<Arc<SearchBackend>>,
+    ) -> Result<Self, McpError> {
         config.validate()?;
         let mut tool_router = Self::tool_router();
         tool_router.merge(Self::review_router());
@@ -114,7 +133,11 @@ impl CrmTools {
             }
         }
         Ok(Self {
-            inner: Arc::new(Inner { store, config }),
+            inner: Arc::new(Inner {
+                store,
+                config,
+                search,
+            }),
             tool_router,
         })
     }
@@ -143,7 +166,10 @@ impl CrmTools {
 
     /// The search index's state.
     pub async fn index_status(&self) -> IndexStatus {
-        IndexStatus::not_configured()
+        match &self.inner.search {
+            Some(search) => search.status().await,
+            None => IndexStatus::not_configured(),
+        }
     }
 
     /// Checks the database and the index, for `/health`.
@@ -166,7 +192,9 @@ impl CrmTools {
         let index = self.index_status().await;
         let index_ok = matches!(
             index.state,
-            crate::search::IndexState::Ready | crate::search::IndexState::NotConfigured
+            search::IndexState::Ready
+                | search::IndexState::Busy
+                | search::IndexState::NotConfigured
         );
         let (db_ok, error) = match db {
             Ok(_) => (true, None),
@@ -448,6 +476,43 @@ impl CrmTools {
     async fn crm_stats(&self) -> Result<Json<CrmStats>, ToolError> {
         let index = self.index_status().await;
         self.read(move |c, cfg| reads::crm_stats(c, cfg, index))
+            .await
+            .map(Json)
+    }
+
+    #[tool(
+        name = "search",
+        description = "Search the CRM's text (people, organizations, interactions, deals) by \
+                       meaning and keywords. mode: hybrid (default, both fused), dense \
+                       (meaning) or sparse (keywords, BM25). Filters: kinds, organization_id, \
+                       entity_id, since/until (interactions). Each hit is one CRM row, re-read \
+                       now (rows deleted since indexing never appear), with the chunk that \
+                       matched, its score and rank. Paged (limit default 10, max 50).",
+        annotations(
+            title = "Search the CRM",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn search(
+        &self,
+        Parameters(p): Parameters<SearchParams>,
+    ) -> Result<Json<SearchResult>, ToolError> {
+        let Some(backend) = self.inner.search.clone() else {
+            return Err(ToolError::SearchUnavailable(
+                "this server was started without a search index; use the structured tools \
+                 (find_people, find_organizations, list_interactions)"
+                    .to_owned(),
+            ));
+        };
+        let collection = backend.collection().to_owned();
+        let fingerprint = self
+            .read(move |c, _| search::stored_fingerprint(c, &collection))
+            .await?;
+        let ranked = backend.rank(&p, fingerprint).await?;
+        self.read(move |c, cfg| search::answer(c, cfg, ranked))
             .await
             .map(Json)
     }
