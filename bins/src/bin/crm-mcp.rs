@@ -8,9 +8,12 @@ use anyhow::Context as _;
 use clap::Parser;
 use crm_store::{Store, StoreConfig};
 use crm_substrate::cli::{self, CommonArgs, Context};
+use crm_substrate::embedding::dense_from_settings;
 use crm_substrate::settings::Settings;
+use index_qdrant::{ApiKey, IndexConfig};
 use mcp_tools::http::{CancellationToken, HttpConfig};
-use mcp_tools::{CrmTools, ToolsConfig};
+use mcp_tools::search::DenseModel;
+use mcp_tools::{CrmTools, SearchBackend, SearchConfig, ToolsConfig};
 
 /// Serve the CRM to AI agents over MCP.
 ///
@@ -46,16 +49,36 @@ fn main() -> ExitCode {
             overrides.push(("mcp.http_addr".to_owned(), addr.to_string()));
         }
         let ctx = Context::init(&args.common, overrides)?;
+        // Loading the local model is blocking work: done before the runtime starts.
+        let dense: DenseModel = match dense_from_settings(&ctx.settings, &ctx.env) {
+            Ok(model) => Ok(model),
+            Err(err) => {
+                let why = format!("{err:#}");
+                tracing::warn!(reason = %why, "no dense embedding model: dense search is off, hybrid falls back to sparse");
+                Err(why)
+            }
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        runtime.block_on(run(&ctx.settings, args.http.is_some()))?;
+        runtime.block_on(run(&ctx.settings, dense, args.http.is_some()))?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn run(settings: &Settings, http: bool) -> anyhow::Result<()> {
+/// Where the index is: a Qdrant server when `qdrant.url` is set, else the embedded
+/// engine beside the database.
+fn index_config(settings: &Settings) -> IndexConfig {
+    let q = &settings.qdrant;
+    let config = match &q.url {
+        Some(url) => IndexConfig::server(url, q.api_key.as_ref().map(|k| ApiKey::new(k.expose()))),
+        None => IndexConfig::embedded(settings.embedded_index_dir()),
+    };
+    config.with_collection(&q.collection)
+}
+
+async fn run(settings: &Settings, dense: DenseModel, http: bool) -> anyhow::Result<()> {
     let store = Store::open(StoreConfig::new(&settings.db_path))
         .with_context(|| format!("opening the CRM database {}", settings.db_path.display()))?;
     let config = ToolsConfig {
@@ -63,7 +86,10 @@ async fn run(settings: &Settings, http: bool) -> anyhow::Result<()> {
         collection: settings.qdrant.collection.clone(),
         ..ToolsConfig::default()
     };
-    let tools = CrmTools::new(store, config)?;
+    let mut search = SearchConfig::new(index_config(settings));
+    search.rrf_k = settings.qdrant.rrf_k;
+    let search = SearchBackend::new(search, dense)?;
+    let tools = CrmTools::with_search(store, config, search)?;
     tracing::info!(
         db = %settings.db_path.display(),
         read_only = settings.mcp.read_only,

@@ -52,6 +52,11 @@ fn string_params() -> Vec<(&'static str, &'static str, Value)> {
             json!({"id": 424_242, "decision": "reject"}),
         ),
         ("undo_merge", "reason", json!({"merge_id": 424_242})),
+        ("search", "query", json!({})),
+        ("search", "entity_id", json!({"query": "engines"})),
+        ("search", "since", json!({"query": "engines"})),
+        ("search", "until", json!({"query": "engines"})),
+        ("search", "cursor", json!({"query": "engines"})),
     ]
 }
 

@@ -26,7 +26,7 @@ async fn an_rmcp_client_works_through_the_token() {
     let server = http(&crm, &[], &[("MCP_HTTP_TOKEN", TOKEN)]).await;
     let client = http_client(&server, Some(TOKEN), "http-agent").await;
     let tools = client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 14);
+    assert_eq!(tools.len(), 15);
     let ada = ok(&client, "get_person", json!({"id": ADA})).await;
     assert_eq!(ada["person"]["full_name"], "Ada Lovelace");
     let page = ok(
@@ -143,14 +143,22 @@ async fn http_guards_answer_401_403_and_413() {
 async fn health_reports_the_database_and_index_without_a_token() {
     let crm = Crm::build();
     let server = http(&crm, &[], &[("MCP_HTTP_TOKEN", TOKEN)]).await;
+    // No index has been built: the database answers, the index does not.
     let r = reqwest::get(format!("{}/health", server.base))
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let health: Value = r.json().await.unwrap();
-    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["db_ok"], true);
-    assert_eq!(health["index"]["state"], "not_configured");
+    assert_eq!(health["index"]["state"], "missing");
+    assert_eq!(health["index"]["engine"], "embedded");
+    let error = health["error"].as_str().unwrap();
+    assert!(error.contains("crm-backfill"), "{health}");
+    assert!(
+        !crm.dir.join("crm.db.index").exists(),
+        "health must not create the index"
+    );
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert!(!health.to_string().contains(TOKEN));
 

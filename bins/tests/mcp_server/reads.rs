@@ -373,7 +373,11 @@ async fn stats_and_candidates_report_the_database() {
         "never synced: every row is behind"
     );
     assert_eq!(people_sync["watermark_updated_at"], Value::Null);
-    assert_eq!(stats["index"]["state"], "not_configured");
+    assert_eq!(stats["index"]["state"], "missing");
+    assert_eq!(
+        stats["index"]["dense_available"], false,
+        "no model in the test env"
+    );
 
     let candidates = ok(&client, "list_merge_candidates", json!({})).await;
     assert_eq!(candidates["candidates"].as_array().unwrap().len(), 2);
@@ -391,5 +395,29 @@ async fn stats_and_candidates_report_the_database() {
     )
     .await;
     assert_eq!(merged["candidates"], json!([]));
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn search_without_an_index_says_to_run_the_backfill() {
+    let crm = Crm::build();
+    let client = stdio(&crm, &[], "early-bird").await;
+    for mode in ["hybrid", "sparse", "dense"] {
+        let err = tool_error(
+            &client,
+            "search",
+            json!({"query": "engine review", "mode": mode}),
+        )
+        .await;
+        assert!(err.contains("crm-backfill"), "{mode}: {err}");
+    }
+    let err = tool_error(&client, "search", json!({"query": "  "})).await;
+    assert!(err.contains("`query`"), "{err}");
+    let err = tool_error(&client, "search", json!({"query": "x", "limit": 0})).await;
+    assert!(err.contains("`limit`"), "{err}");
+    assert!(
+        !crm.dir.join("crm.db.index").exists(),
+        "a search must not create the index"
+    );
     client.cancel().await.unwrap();
 }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const READ_TOOLS: [&str; 9] = [
+const READ_TOOLS: [&str; 10] = [
     "crm_stats",
     "find_organizations",
     "find_people",
@@ -14,6 +14,7 @@ const READ_TOOLS: [&str; 9] = [
     "get_person",
     "list_interactions",
     "list_merge_candidates",
+    "search",
 ];
 const WRITE_TOOLS: [&str; 5] = [
     "add_note",
