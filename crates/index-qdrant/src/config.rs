@@ -176,6 +176,11 @@ pub struct CollectionSpec {
     /// HNSW build beam width (`ef_construct`); `None` keeps Qdrant's default (100).
     #[serde(default)]
     pub hnsw_ef_construct: Option<usize>,
+    /// Keep an int8 scalar-quantised copy of the dense vectors in RAM (a quarter of the
+    /// size) for HNSW search, re-scoring the best candidates with the originals. With
+    /// `dense_on_disk` this keeps a large collection's RAM small.
+    #[serde(default)]
+    pub quantize_int8: bool,
 }
 
 fn yes() -> bool {
@@ -191,6 +196,7 @@ impl CollectionSpec {
             payload_on_disk: true,
             hnsw_m: None,
             hnsw_ef_construct: None,
+            quantize_int8: false,
         }
     }
 

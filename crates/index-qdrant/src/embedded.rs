@@ -23,9 +23,9 @@ use qdrant_edge::{
     EdgeSparseVectorParams, EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, Fusion,
     HnswIndexConfig, JsonPath, Match, Modifier, NamedQuery, OperationError, Payload,
     PayloadFieldSchema, PayloadOps, PayloadSchemaType, PointId, PointInsertOperations,
-    PointOperations, PointStructPersisted, Prefetch, QueryEnum, QueryRequest, Range, Record,
-    ScoredPoint, ScoringQuery, ScrollRequest as EdgeScrollRequest, SetPayloadOp, UpdateOperation,
-    VectorInternal, VectorPersisted, VectorStructInternal, VectorStructPersisted,
+    PointOperations, PointStructPersisted, Prefetch, QuantizationConfig, QueryEnum, QueryRequest,
+    Range, Record, ScoredPoint, ScoringQuery, ScrollRequest as EdgeScrollRequest, SetPayloadOp,
+    UpdateOperation, VectorInternal, VectorPersisted, VectorStructInternal, VectorStructPersisted,
     WithPayloadInterface, WithVector,
 };
 use serde_json::{Map, Value};
@@ -591,7 +591,9 @@ impl State {
             path: self.path.clone(),
             source,
         })?;
-        let shard = EdgeShard::new(&self.path, edge_config(spec))
+        let config =
+            edge_config(spec).map_err(|detail| self.invalid("create collection", &detail))?;
+        let shard = EdgeShard::new(&self.path, config)
             .map_err(|err| self.engine("create collection", &err))?;
         let loaded = Loaded {
             shard,
@@ -813,14 +815,14 @@ fn load_shard(path: &Path) -> Result<Loaded, String> {
     Ok(Loaded { shard, dense_dim })
 }
 
-fn edge_config(spec: &CollectionSpec) -> EdgeConfig {
+fn edge_config(spec: &CollectionSpec) -> Result<EdgeConfig, String> {
     let defaults = HnswIndexConfig::default();
     let hnsw = HnswIndexConfig {
         m: spec.hnsw_m.unwrap_or(defaults.m),
         ef_construct: spec.hnsw_ef_construct.unwrap_or(defaults.ef_construct),
         ..defaults
     };
-    EdgeConfig::builder()
+    let builder = EdgeConfig::builder()
         .on_disk_payload(spec.payload_on_disk)
         .vector(
             DENSE_VECTOR,
@@ -835,8 +837,16 @@ fn edge_config(spec: &CollectionSpec) -> EdgeConfig {
                 .build(),
         )
         .hnsw_config(hnsw)
-        .optimizers(EdgeOptimizersConfig::default())
-        .build()
+        .optimizers(EdgeOptimizersConfig::default());
+    if !spec.quantize_int8 {
+        return Ok(builder.build());
+    }
+    // The scalar wrapper type is not exported by qdrant-edge; its serde form is.
+    let quantization: QuantizationConfig = serde_json::from_value(serde_json::json!({
+        "scalar": {"type": "int8", "always_ram": true}
+    }))
+    .map_err(|err| format!("int8 quantization config: {err}"))?;
+    Ok(builder.quantization_config(quantization).build())
 }
 
 /// The same words [`CollectionSpec::describe`] uses, read from a stored config, so a

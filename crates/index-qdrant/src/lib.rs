@@ -9,7 +9,11 @@
 //!   shard per collection in `{dir}/{collection}`, guarded by `{dir}/{collection}.lock`
 //!   so that only one process opens it at a time. Writes are flushed before a call
 //!   returns. Its optimizer (HNSW indexing, merging, vacuum) only runs when
-//!   [`Index::optimize`] is called: until then new points are searched exhaustively.
+//!   [`Index::optimize`] is called: until then new dense vectors are searched
+//!   exhaustively (tens of milliseconds per query at 100,000 points). Its write-ahead
+//!   log grows with every write and is never truncated by qdrant-edge 0.7.2 (it is not
+//!   read back either: durability comes from the flush); dropping and re-creating the
+//!   collection is the only way to reclaim it.
 //! - **server**: a Qdrant server or cluster (1.16 or newer) over gRPC, usually port
 //!   6334; writes wait for the server (`wait=true`).
 //!

@@ -237,8 +237,10 @@ pub struct IndexInfo {
     pub collection: String,
     /// Number of points (exact).
     pub points_count: u64,
-    /// Number of dense vectors in HNSW graphs; the rest are searched exhaustively until
-    /// the optimizer indexes them.
+    /// Qdrant's `indexed_vectors_count`: vectors of all kinds held in an index
+    /// structure. A sparse vector counts from insertion (the inverted index is built as
+    /// points arrive); a dense one only once its segment has an HNSW graph. Dense vectors
+    /// outside HNSW graphs are searched exhaustively.
     pub indexed_vectors_count: u64,
     /// Number of segments.
     pub segments_count: u64,
@@ -257,7 +259,7 @@ pub struct OptimizeOutcome {
     pub segments_before: u64,
     /// Segments after.
     pub segments_after: u64,
-    /// Dense vectors in HNSW graphs after the pass.
+    /// [`IndexInfo::indexed_vectors_count`] after the pass.
     pub indexed_vectors_count: u64,
 }
 

@@ -12,9 +12,10 @@ use qdrant_client::config::QdrantConfig;
 use qdrant_client::qdrant::{
     self, Condition, CountPoints, CreateCollection, CreateFieldIndexCollection, DatetimeRange,
     DeletePoints, Distance, FieldType, Filter, GetPoints, HnswConfigDiff, Modifier, NamedVectors,
-    PointId, PointStruct, PointsSelector, PrefetchQuery, Query, QueryPoints, Range, Rrf,
-    ScrollPoints, SetPayloadPoints, SparseVectorConfig, SparseVectorParams, UpsertPoints,
-    VectorInput, VectorParams, VectorParamsMap, Vectors, VectorsConfig, point_id::PointIdOptions,
+    PointId, PointStruct, PointsSelector, PrefetchQuery, QuantizationConfig, QuantizationType,
+    Query, QueryPoints, Range, Rrf, ScalarQuantization, ScrollPoints, SetPayloadPoints,
+    SparseVectorConfig, SparseVectorParams, UpsertPoints, VectorInput, VectorParams,
+    VectorParamsMap, Vectors, VectorsConfig, point_id::PointIdOptions, quantization_config,
     vector_output, vectors_config, vectors_output,
 };
 use qdrant_client::{Qdrant, QdrantError};
@@ -261,7 +262,8 @@ impl Server {
             self.dense_dim.store(spec.dense_dim, Ordering::Relaxed);
             return Ok(CollectionStatus::Existing);
         }
-        #[allow(deprecated)] // `on_disk` and `on_disk_payload`: the only flags older servers know
+        #[allow(deprecated)]
+        // `on_disk`, `on_disk_payload`, `always_ram`: the flags older servers know
         let request = CreateCollection {
             collection_name: self.collection.clone(),
             vectors_config: Some(VectorsConfig {
@@ -292,6 +294,15 @@ impl Server {
                 ..HnswConfigDiff::default()
             }),
             on_disk_payload: Some(spec.payload_on_disk),
+            quantization_config: spec.quantize_int8.then_some(QuantizationConfig {
+                quantization: Some(quantization_config::Quantization::Scalar(
+                    ScalarQuantization {
+                        r#type: QuantizationType::Int8 as i32,
+                        always_ram: Some(true),
+                        ..ScalarQuantization::default()
+                    },
+                )),
+            }),
             ..CreateCollection::default()
         };
         self.client

@@ -62,6 +62,7 @@ conformance!(
     large_upsert_is_split_into_batches,
     concurrent_searches_while_upserting,
     optimize_keeps_every_point,
+    quantized_on_disk_collection_searches_like_any_other,
 );
 
 fn ids_of(hits: &[index_qdrant::SearchHit]) -> Vec<ChunkId> {
@@ -1116,4 +1117,43 @@ async fn optimize_keeps_every_point(h: &Harness) {
     assert_eq!(hits[0].id, points[2_500].id);
     let stored = h.index.retrieve(&[points[2_999].id], true).await.unwrap();
     assert_eq!(stored[0].payload, points[2_999].payload);
+}
+
+async fn quantized_on_disk_collection_searches_like_any_other(h: &Harness) {
+    let spec = CollectionSpec {
+        dense_on_disk: true,
+        payload_on_disk: false,
+        quantize_int8: true,
+        hnsw_m: Some(8),
+        hnsw_ef_construct: Some(32),
+        ..CollectionSpec::new(DIM)
+    };
+    h.index.ensure_collection(&spec, false).await.unwrap();
+    // Storage choices are not part of the match: a plain spec of the same size is fine.
+    assert_eq!(
+        h.index
+            .ensure_collection(&CollectionSpec::new(DIM), false)
+            .await
+            .unwrap(),
+        CollectionStatus::Existing
+    );
+    let points = people(300);
+    h.index.upsert(points.clone()).await.unwrap();
+    h.index.optimize().await.unwrap();
+    let hits = h
+        .index
+        .search(&SearchRequest::hybrid(
+            points[123].dense.clone(),
+            sparse(&[(1123, 1.0)]),
+            3,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].id, points[123].id);
+    let hits = h
+        .index
+        .search(&SearchRequest::dense(points[5].dense.clone(), 1))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].id, points[5].id);
 }
