@@ -3,7 +3,8 @@
 //! `crm-bench index`); a measurement of qdrant-edge 0.7.2 through this crate's API.
 //!
 //! ```text
-//! cargo run --profile bench -p index-qdrant --example edge_micro_bench -- [POINTS] [DIM]
+//! cargo run --profile bench -p index-qdrant --example edge_micro_bench -- \
+//!     [POINTS] [DIM] [QUANTIZE_INT8 0|1] [PAYLOAD_M]
 //! ```
 //!
 //! Synthetic data: unit dense vectors with a random direction, sparse vectors of ~30
@@ -190,19 +191,25 @@ async fn main() -> Result<()> {
         .transpose()?
         .unwrap_or(100_000);
     let dim: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(384);
+    let quantize: u8 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(0);
+    let payload_m: Option<usize> = args.next().map(|a| a.parse()).transpose()?;
+    let spec = CollectionSpec {
+        quantize_int8: quantize == 1,
+        hnsw_payload_m: payload_m,
+        ..CollectionSpec::new(dim)
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let dir = tempfile::tempdir()?;
     let config = IndexConfig::embedded(dir.path());
     writeln!(
         out,
-        "qdrant-edge 0.7.2 through index-qdrant: {points} points, dim {dim}"
+        "qdrant-edge 0.7.2 through index-qdrant: {points} points, dim {dim}, int8 {}, payload_m {payload_m:?}",
+        spec.quantize_int8
     )?;
 
     let index = Index::open(config.clone()).await?;
-    index
-        .ensure_collection(&CollectionSpec::new(dim), false)
-        .await?;
+    index.ensure_collection(&spec, false).await?;
     let shard = index.embedded_path().ok_or("not embedded")?.to_path_buf();
 
     let mut rng = Rng(42);

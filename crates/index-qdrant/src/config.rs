@@ -176,6 +176,12 @@ pub struct CollectionSpec {
     /// HNSW build beam width (`ef_construct`); `None` keeps Qdrant's default (100).
     #[serde(default)]
     pub hnsw_ef_construct: Option<usize>,
+    /// Degree of the extra HNSW links built per payload value (`payload_m`) so filtered
+    /// searches stay fast; `None` keeps Qdrant's default (same as `m`), `Some(0)` skips
+    /// them, which makes the optimizer much cheaper (filters on small sets are answered
+    /// exactly from the payload indexes anyway).
+    #[serde(default)]
+    pub hnsw_payload_m: Option<usize>,
     /// Keep an int8 scalar-quantised copy of the dense vectors in RAM (a quarter of the
     /// size) for HNSW search, re-scoring the best candidates with the originals. With
     /// `dense_on_disk` this keeps a large collection's RAM small.
@@ -196,6 +202,7 @@ impl CollectionSpec {
             payload_on_disk: true,
             hnsw_m: None,
             hnsw_ef_construct: None,
+            hnsw_payload_m: None,
             quantize_int8: false,
         }
     }

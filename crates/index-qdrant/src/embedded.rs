@@ -820,6 +820,7 @@ fn edge_config(spec: &CollectionSpec) -> Result<EdgeConfig, String> {
     let hnsw = HnswIndexConfig {
         m: spec.hnsw_m.unwrap_or(defaults.m),
         ef_construct: spec.hnsw_ef_construct.unwrap_or(defaults.ef_construct),
+        payload_m: spec.hnsw_payload_m.or(defaults.payload_m),
         ..defaults
     };
     let builder = EdgeConfig::builder()

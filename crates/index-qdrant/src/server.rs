@@ -291,6 +291,7 @@ impl Server {
             hnsw_config: Some(HnswConfigDiff {
                 m: spec.hnsw_m.map(|m| m as u64),
                 ef_construct: spec.hnsw_ef_construct.map(|ef| ef as u64),
+                payload_m: spec.hnsw_payload_m.map(|m| m as u64),
                 ..HnswConfigDiff::default()
             }),
             on_disk_payload: Some(spec.payload_on_disk),

@@ -1126,6 +1126,7 @@ async fn quantized_on_disk_collection_searches_like_any_other(h: &Harness) {
         quantize_int8: true,
         hnsw_m: Some(8),
         hnsw_ef_construct: Some(32),
+        hnsw_payload_m: Some(0),
         ..CollectionSpec::new(DIM)
     };
     h.index.ensure_collection(&spec, false).await.unwrap();
