@@ -242,7 +242,8 @@ pub const PAYLOAD_INDEXES: &[(&str, PayloadIndexKind)] = &[
 /// One chunk ready to be written: id, both vectors and the payload.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChunkPoint {
-    /// Point id; normally `ChunkId::new(&payload.source_table, payload.source_id, payload.chunk_index)`.
+    /// Point id: must be `ChunkId::new(&payload.source_table, payload.source_id,
+    /// payload.chunk_index)` (checked on upsert), so that deletes by id and by row agree.
     pub id: ChunkId,
     /// Dense embedding; stored unit-normalised (cosine).
     pub dense: Vec<f32>,
@@ -270,13 +271,24 @@ impl ChunkPoint {
 
     /// Why this point cannot be stored in a collection of dimension `dim`, if it cannot.
     pub(crate) fn problem(&self, dim: usize) -> Option<String> {
+        let payload = &self.payload;
+        let expected = ChunkId::new(
+            &payload.source_table,
+            payload.source_id,
+            payload.chunk_index,
+        );
+        if self.id != expected {
+            return Some(format!(
+                "id is not the chunk id of {}:{}:{} ({expected})",
+                payload.source_table, payload.source_id, payload.chunk_index
+            ));
+        }
         if let Some(problem) = dense_problem(&self.dense, dim) {
             return Some(problem);
         }
         if let Some(problem) = self.sparse.problem() {
             return Some(problem);
         }
-        let payload = &self.payload;
         if payload.source_table.is_empty() {
             return Some("payload source_table is empty".to_owned());
         }

@@ -844,16 +844,22 @@ async fn bad_points_are_refused_by_name_and_nothing_is_written(h: &Harness) {
         ("RFC 3339", |p| {
             p.payload.occurred_at = Some("yesterday".into())
         }),
-        ("source_table is empty", |p| p.payload.source_table.clear()),
+        ("source_table is empty", |p| {
+            p.payload.source_table.clear();
+            p.id = ChunkId::new("", p.payload.source_id, 0);
+        }),
+        ("is not the chunk id of people:17:0", |p| {
+            p.id = ChunkId::new("people", 18, 0)
+        }),
+        ("is not the chunk id of people:17:3", |p| {
+            p.payload.chunk_index = 3
+        }),
         ("shadows a typed field", |p| {
             p.payload.extra.insert("kind".into(), Value::from("x"));
         }),
     ];
     for (expected, spoil) in cases {
         let mut batch = people(30);
-        for p in &mut batch {
-            p.id = ChunkId::new("batch", p.payload.source_id, 0);
-        }
         spoil(&mut batch[17]);
         let bad_id = batch[17].id;
         let err = h.index.upsert(batch).await.unwrap_err();
@@ -868,7 +874,7 @@ async fn bad_points_are_refused_by_name_and_nothing_is_written(h: &Harness) {
         );
     }
     let mut twice = people(3);
-    twice[2].id = twice[0].id;
+    twice[2] = twice[0].clone();
     let err = h.index.upsert(twice).await.unwrap_err();
     assert!(err.to_string().contains("same id appears twice"), "{err}");
     assert_eq!(h.index.count(&SearchFilter::default()).await.unwrap(), 2);
