@@ -43,7 +43,13 @@ use crate::views::{OrgRef, PersonRef, org_refs, person_refs, u32_len};
 const DEFAULT_SEARCH_LIMIT: u32 = 10;
 const MAX_SEARCH_LIMIT: u32 = 50;
 /// How deep paging may go into one ranking.
-const MAX_SEARCH_DEPTH: u32 = 200;
+const MAX_SEARCH_DEPTH: u32 = 100;
+/// Candidates each hybrid prefetch gathers, the same for every page of a query.
+///
+/// Reciprocal rank fusion only ranks what the prefetches found, so a wider prefetch can
+/// reorder the fused list; one fixed width, enough for the deepest page (grouped search
+/// reads about four chunks per row), keeps the pages of one query from overlapping.
+const HYBRID_PREFETCH: usize = 4 * MAX_SEARCH_DEPTH as usize;
 
 /// The state of the search index as this server sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -547,7 +553,7 @@ fn plan(p: &SearchParams) -> Result<Plan, ToolError> {
         Some(Position::Offset { n }) => n,
         Some(_) => return Err(ToolError::arg("cursor", "does not fit this list")),
     };
-    if offset + limit > MAX_SEARCH_DEPTH {
+    if offset >= MAX_SEARCH_DEPTH {
         return Err(ToolError::arg(
             "cursor",
             format!(
@@ -556,6 +562,8 @@ fn plan(p: &SearchParams) -> Result<Plan, ToolError> {
             ),
         ));
     }
+    // The last page stops at the depth limit.
+    let limit = limit.min(MAX_SEARCH_DEPTH - offset);
     Ok(Plan {
         query,
         mode,
@@ -617,7 +625,9 @@ impl SearchBackend {
                 (SearchRequest::dense(d, window), SearchModeParam::Dense)
             }
             Some(d) => (
-                SearchRequest::hybrid(d, sparse, window).with_rrf_k(self.config.rrf_k),
+                SearchRequest::hybrid(d, sparse, window)
+                    .with_rrf_k(self.config.rrf_k)
+                    .with_prefetch_limit(HYBRID_PREFETCH),
                 SearchModeParam::Hybrid,
             ),
             None => (
@@ -864,7 +874,7 @@ pub(crate) fn answer(
     // when the index had more.
     let next = if short {
         next
-    } else if ranked.more {
+    } else if ranked.more && ranked.offset + ranked.limit < MAX_SEARCH_DEPTH {
         Some(Position::Offset {
             n: ranked.offset + ranked.limit,
         })
