@@ -27,7 +27,7 @@ use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 pub use tokio_util::sync::CancellationToken;
@@ -52,8 +52,9 @@ const LOOPBACK_ORIGINS: [&str; 6] = [
     "https://[::1]:*",
 ];
 
-/// How the HTTP endpoint is served.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How the HTTP endpoint is served. Deserialisable for services that read it from their
+/// own configuration; deliberately not serialisable, so the token cannot be written out.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// The address to bind.
