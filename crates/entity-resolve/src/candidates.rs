@@ -338,7 +338,7 @@ pub(crate) fn organization_pairs(
             if let Some(acr) = o.name.acronym() {
                 out.push((tagged(3, acr), row));
             }
-            if let Some(ini) = o.name.initials() {
+            for ini in o.name.initials() {
                 out.push((tagged(3, ini.as_str()), row));
             }
             out.into_iter()
@@ -352,10 +352,12 @@ pub(crate) fn organization_pairs(
 
 /// Scores a pair of organisation rows; `None` when not worth a review.
 ///
-/// - the same compact name (legal suffixes, spacing and punctuation ignored) or the
-///   same core name (descriptors such as holdings or group also ignored): flagged;
-/// - one name is the acronym of the other: flagged when the people of one use the
-///   other's domain, or both are in the same location.
+/// - the same compact name (legal suffixes, spacing and punctuation ignored): flagged,
+///   unless the name reads as an acronym (`SWE (Energy)` names many organisations);
+/// - an acronym-like compact name, the same core name (descriptors such as holdings,
+///   labs, partners also ignored) or one name the acronym of the other: flagged with
+///   context only (the people of one use the other's domain, or the same location),
+///   and never when both have a kind (`startup`, `fund`, ...) and the kinds differ.
 ///
 /// Never flagged: two different corporate domains.
 pub(crate) fn score_organizations(
@@ -370,24 +372,28 @@ pub(crate) fn score_organizations(
     {
         return None;
     }
-    let mut reasons = Reasons::default();
     let member_domain = b.domains.iter().any(|d| members_a.contains(d))
         || a.domains.iter().any(|d| members_b.contains(d));
     let same_location = a.location.is_some() && a.location == b.location;
+    let kinds_differ = a.kind.is_some() && b.kind.is_some() && a.kind != b.kind;
+    let context = (member_domain || same_location) && !kinds_differ;
     let compact = a.name.compact_key();
-    let base = if !compact.is_empty() && compact == b.name.compact_key() {
+    let acronymish = a.name.acronym_like || b.name.acronym_like;
+    let mut reasons = Reasons::default();
+    let base = if !compact.is_empty() && compact == b.name.compact_key() && (!acronymish || context)
+    {
         reasons.add(Reason::SameCompactName);
-        0.85
-    } else if !a.name.is_empty() && a.name.loose_key() == b.name.loose_key() {
+        if acronymish { 0.6 } else { 0.85 }
+    } else if context && !a.name.is_empty() && a.name.loose_key() == b.name.loose_key() {
         reasons.add(Reason::SameCoreName);
-        0.75
+        0.7
     } else {
         let acr = |x: &OrgRecord, y: &OrgRecord| {
             x.name
                 .acronym()
-                .is_some_and(|t| y.name.initials().as_deref() == Some(t))
+                .is_some_and(|t| y.name.initials().iter().any(|i| i == t))
         };
-        if (acr(a, b) || acr(b, a)) && (member_domain || same_location) {
+        if context && (acr(a, b) || acr(b, a)) {
             reasons.add(Reason::Acronym);
             0.6
         } else {

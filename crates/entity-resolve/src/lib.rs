@@ -51,6 +51,7 @@ mod write;
 pub use error::ResolveError;
 pub use ids::{EntityId, EntityKind, KINDS, LinkRule};
 pub use nicknames::Nicknames;
+pub use normalize::PhoneRegion;
 pub use run::{
     KindSummary, NoProgress, Phase, Progress, ResolveConfig, ResolveSummary, RunOptions, STEP,
     resolve,

@@ -32,6 +32,8 @@ pub(crate) struct OrgRecord {
     pub(crate) linkedin: Option<String>,
     /// Folded location, for scoring.
     pub(crate) location: Option<u64>,
+    /// Folded kind (`startup`, `fund`, ...), for scoring.
+    pub(crate) kind: Option<u64>,
     /// Name as written, trimmed and capped, for `entities.display_name`.
     pub(crate) display: String,
 }
@@ -57,7 +59,8 @@ impl OrgRecord {
             name: OrgName::parse(&row.name),
             domains,
             linkedin,
-            location: location_key(row.location.as_deref()),
+            location: text_key(row.location.as_deref()),
+            kind: text_key(row.kind.as_deref()),
             display: display(&row.name),
         }
     }
@@ -123,7 +126,7 @@ impl PersonRecord {
             phone,
             linkedin,
             org_id: row.organization_id,
-            location: location_key(row.location.as_deref()),
+            location: text_key(row.location.as_deref()),
             title: row
                 .title
                 .as_deref()
@@ -135,7 +138,8 @@ impl PersonRecord {
     }
 }
 
-fn location_key(raw: Option<&str>) -> Option<u64> {
+/// The hash of a folded free-text field (location, kind, title), `None` when empty.
+fn text_key(raw: Option<&str>) -> Option<u64> {
     let folded = fold(raw?);
     (!folded.is_empty()).then(|| key_hash(&folded))
 }

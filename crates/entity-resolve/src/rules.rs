@@ -311,10 +311,20 @@ pub(crate) fn link_people(
         LinkRule::NameOrg,
         GROUP_CAP,
         // Stricter than `parts_compatible`: "John Smith" and "John A. Smith" at one large
-        // organisation are as likely two people as one, so the middle initials must agree.
+        // organisation are as likely two people as one, so the middle initials must agree;
+        // and a name alone is not enough against two different emails or two different
+        // phones (a namesake who joined the company).
         |a, b| {
-            let (na, nb) = (&people[a as usize].name, &people[b as usize].name);
-            na.parts_compatible(nb) && na.middle_initial() == nb.middle_initial()
+            let (pa, pb) = (&people[a as usize], &people[b as usize]);
+            let differ =
+                |x: Option<&str>, y: Option<&str>| matches!((x, y), (Some(x), Some(y)) if x != y);
+            pa.name.parts_compatible(&pb.name)
+                && pa.name.middle_initial() == pb.name.middle_initial()
+                && !differ(
+                    pa.email.as_ref().map(|e| e.as_str()),
+                    pb.email.as_ref().map(|e| e.as_str()),
+                )
+                && !differ(pa.phone.as_deref(), pb.phone.as_deref())
         },
     );
 }

@@ -243,9 +243,12 @@ pub(crate) fn family_relation(a: &PersonName, b: &PersonName) -> FamilyRelation 
 /// Whether the names hold the same words in another order, with different family
 /// names (`Smith John`, `van der Berg Anna` for `Anna van der Berg`).
 pub(crate) fn swapped(a: &PersonName, b: &PersonName) -> bool {
-    a.given.is_some()
-        && b.given.is_some()
-        && a.family_key() != b.family_key()
+    let (Some(ga), Some(gb)) = (a.given.as_deref(), b.given.as_deref()) else {
+        return false;
+    };
+    a.family_key() != b.family_key()
+        && b.family.iter().any(|t| t == ga)
+        && a.family.iter().any(|t| t == gb)
         && a.token_bag() == b.token_bag()
 }
 

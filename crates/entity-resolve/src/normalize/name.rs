@@ -244,8 +244,8 @@ impl PersonName {
             .map(String::as_str)
     }
 
-    /// Every token of the name, sorted and joined: the same for `Anna van der Berg` and
-    /// `van der Berg Anna` (swapped entries).
+    /// Every word of the name but initials, sorted and joined: the same for `Anna B. van
+    /// der Berg` and `van der Berg Anna` (swapped entries).
     pub fn token_bag(&self) -> String {
         let mut all: Vec<&str> = self
             .given
@@ -253,6 +253,7 @@ impl PersonName {
             .chain(self.middle.iter())
             .chain(self.family.iter())
             .map(String::as_str)
+            .filter(|t| t.chars().nth(1).is_some())
             .collect();
         all.sort_unstable();
         all.join(" ")

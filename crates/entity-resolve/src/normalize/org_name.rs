@@ -67,9 +67,6 @@ const LEGAL_SUFFIXES: &[&[&str]] = &[
     &["sl"],
     &["sro"],
     &["zoo"],
-    // Not a legal form, but how a fund's management company is told apart from the
-    // fund: "Blue Rock Capital Management LLC" is Blue Rock Capital in a CRM.
-    &["management"],
 ];
 
 /// Descriptors dropped only by the loose key used for blocking (`Acme Holdings` and
@@ -113,6 +110,10 @@ pub struct OrgName {
     /// probably an acronym, which names many organisations, so it never links
     /// deterministically by name.
     pub acronym_like: bool,
+    /// The initials of the name before a trailing "Management" was dropped
+    /// (`Falcon Well Asset Management` → `fwam`), when that differs from
+    /// [`OrgName::initials`].
+    initials_with_management: Option<String>,
 }
 
 impl OrgName {
@@ -123,7 +124,7 @@ impl OrgName {
     /// assert_eq!(OrgName::parse("The Acme Company, Inc.").key(), "acme");
     /// assert_eq!(OrgName::parse("ACME Corporation").key(), "acme");
     /// assert_eq!(OrgName::parse("Müller & Söhne GmbH & Co. KG").key(), "muller and sohne");
-    /// assert_eq!(OrgName::parse("International Business Machines Corp").initials().as_deref(), Some("ibm"));
+    /// assert_eq!(OrgName::parse("International Business Machines Corp").initials(), vec!["ibm"]);
     /// assert_eq!(OrgName::parse("IBM Corp").acronym(), Some("ibm"));
     /// ```
     pub fn parse(raw: &str) -> Self {
@@ -138,6 +139,14 @@ impl OrgName {
             toks.remove(0);
         }
         strip_legal_suffixes(&mut toks);
+        // Not a legal form, but how a fund's management company is told apart from
+        // the fund: "Blue Rock Capital Management LLC" is Blue Rock Capital in a CRM.
+        let mut initials_with_management = None;
+        if toks.len() > 1 && toks.last().is_some_and(|t| t == "management") {
+            initials_with_management = initials_of(&toks);
+            toks.pop();
+            strip_legal_suffixes(&mut toks);
+        }
         // "Acme, Inc." leaves a trailing "and" only if the name was "Acme &": drop it.
         while toks.len() > 1 && toks.last().is_some_and(|t| t == "and") {
             toks.pop();
@@ -146,6 +155,7 @@ impl OrgName {
         Self {
             tokens: toks,
             acronym_like,
+            initials_with_management,
         }
     }
 
@@ -176,22 +186,16 @@ impl OrgName {
     }
 
     /// The initials of a name of two or more significant words
-    /// (`international business machines` → `ibm`), at most eight letters.
-    pub fn initials(&self) -> Option<String> {
-        let significant: Vec<&str> = self
-            .tokens
-            .iter()
-            .map(String::as_str)
-            .filter(|t| !ACRONYM_STOPWORDS.contains(t))
-            .collect();
-        if significant.len() < 2 {
-            return None;
+    /// (`international business machines` → `ibm`), at most eight letters; a name that
+    /// ended in "Management" also gives the initials with it (`fwa`, `fwam`).
+    pub fn initials(&self) -> Vec<String> {
+        let mut out: Vec<String> = initials_of(&self.tokens).into_iter().collect();
+        if let Some(m) = &self.initials_with_management
+            && !out.contains(m)
+        {
+            out.push(m.clone());
         }
-        let acr: String = significant
-            .iter()
-            .filter_map(|t| t.chars().next())
-            .collect();
-        (acr.chars().count() <= 8).then_some(acr)
+        out
     }
 
     /// The acronym this name is written as (`ibm` for `IBM Corp`), when
@@ -208,6 +212,23 @@ impl OrgName {
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
+}
+
+/// Initials of the significant words, when there are two or more (at most eight).
+fn initials_of(tokens: &[String]) -> Option<String> {
+    let significant: Vec<&str> = tokens
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !ACRONYM_STOPWORDS.contains(t))
+        .collect();
+    if significant.len() < 2 {
+        return None;
+    }
+    let acr: String = significant
+        .iter()
+        .filter_map(|t| t.chars().next())
+        .collect();
+    (acr.chars().count() <= 8).then_some(acr)
 }
 
 /// Whether a raw name (dots removed) reads as an acronym: its first word is 2–6
@@ -368,17 +389,15 @@ mod tests {
     #[test]
     fn acronyms() {
         assert_eq!(
-            OrgName::parse("International Business Machines")
-                .initials()
-                .as_deref(),
-            Some("ibm")
+            OrgName::parse("International Business Machines").initials(),
+            vec!["ibm"]
         );
-        assert_eq!(
-            OrgName::parse("Bank of America").initials().as_deref(),
-            Some("ba")
-        );
-        assert_eq!(OrgName::parse("Microsoft").initials(), None);
-        assert_eq!(OrgName::parse("").initials(), None);
+        assert_eq!(OrgName::parse("Bank of America").initials(), vec!["ba"]);
+        assert!(OrgName::parse("Microsoft").initials().is_empty());
+        assert!(OrgName::parse("").initials().is_empty());
+        let fund = OrgName::parse("Falcon Well Asset Management LP");
+        assert_eq!(fund.key(), "falcon well asset");
+        assert_eq!(fund.initials(), vec!["fwa", "fwam"]);
         for s in [
             "IBM",
             "IBM Corp",
@@ -420,6 +439,6 @@ mod tests {
         let n = OrgName::parse(&"x".repeat(10_000));
         assert_eq!(n.tokens.len(), 1);
         assert!(n.acronym().is_none());
-        assert!(n.initials().is_none());
+        assert!(n.initials().is_empty());
     }
 }

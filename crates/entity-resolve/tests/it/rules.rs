@@ -256,11 +256,8 @@ fn same_name_links_only_within_one_organisation_entity() {
         "a middle initial the other lacks is not the same name"
     );
     assert_eq!(crm.person_entity(5), "person:5");
-    assert!(
-        reasons_of(&crm, "person:1", "person:4")
-            .unwrap()
-            .contains("same_name")
-    );
+    let reasons = reasons_of(&crm, "person:1", "person:4").unwrap();
+    assert!(reasons.contains("same_name"), "{reasons}");
 }
 
 #[test]
@@ -289,6 +286,14 @@ fn legal_names_link_unless_domains_conflict() {
     crm.org(6, "IBM Corp", None);
     // Short and all in capitals: an acronym or a shouted word, no way to tell.
     crm.org(7, "ACME CORP", None);
+    crm.org(8, "IBM", None);
+    // Acronym-like names are flagged only with context (here, the same location).
+    crm.conn()
+        .execute_batch(
+            "UPDATE organizations SET location = 'Armonk, NY' WHERE id IN (5, 6);
+             UPDATE organizations SET location = 'Springfield' WHERE id IN (1, 7);",
+        )
+        .unwrap();
     let s = crm.resolve();
     let e = |id| crm.entity_of("organizations", id).unwrap();
     assert_eq!(e(2), "organization:1");
@@ -309,6 +314,8 @@ fn legal_names_link_unless_domains_conflict() {
             .unwrap()
             .contains("same_compact_name")
     );
+    // Without context an acronym-like name is no candidate.
+    assert!(reasons_of(&crm, "organization:5", "organization:8").is_none());
 }
 
 #[test]

@@ -150,7 +150,7 @@ impl P<'_> {
     }
 }
 
-/// A person named `full` (first and last split at the first space).
+/// A person named `full` (first and last split at the last space).
 pub(crate) fn p(id: i64, full: &str) -> P<'_> {
     let (first, last) = full
         .split_once(' ')
