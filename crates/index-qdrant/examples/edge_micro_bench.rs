@@ -261,7 +261,9 @@ async fn main() -> Result<()> {
     query_suite(&mut out, &index, dim).await?;
 
     let started = Instant::now();
-    let batch: Vec<ChunkPoint> = (0..1_000).map(|j| chunk(&mut rng, j * 97, dim)).collect();
+    let batch: Vec<ChunkPoint> = (0..1_000)
+        .map(|j| chunk(&mut rng, j * points / 1_000, dim))
+        .collect();
     index.upsert(batch).await?;
     writeln!(
         out,

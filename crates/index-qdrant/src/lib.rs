@@ -13,7 +13,9 @@
 //!   exhaustively (tens of milliseconds per query at 100,000 points). Its write-ahead
 //!   log grows with every write and is never truncated by qdrant-edge 0.7.2 (it is not
 //!   read back either: durability comes from the flush); dropping and re-creating the
-//!   collection is the only way to reclaim it.
+//!   collection is the only way to reclaim it. For large collections set
+//!   [`CollectionSpec::quantize_int8`]: in measurements at 30,000 × 384 it made the
+//!   optimizer about 4× faster and dense search about 2× faster.
 //! - **server**: a Qdrant server or cluster (1.16 or newer) over gRPC, usually port
 //!   6334; writes wait for the server (`wait=true`).
 //!
