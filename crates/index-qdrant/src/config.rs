@@ -187,6 +187,12 @@ pub struct CollectionSpec {
     /// `dense_on_disk` this keeps a large collection's RAM small.
     #[serde(default)]
     pub quantize_int8: bool,
+    /// Embedded engine only: size of one write-ahead-log segment file; `None` keeps
+    /// qdrant-edge's default (32 MiB). The engine never reads its WAL back, and closed
+    /// segments are removed each time the collection is opened, so this bounds the log's
+    /// disk use between opens to about this size times the number of segments written.
+    #[serde(default)]
+    pub wal_segment_bytes: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -204,6 +210,7 @@ impl CollectionSpec {
             hnsw_ef_construct: None,
             hnsw_payload_m: None,
             quantize_int8: false,
+            wal_segment_bytes: None,
         }
     }
 

@@ -26,7 +26,7 @@ use qdrant_edge::{
     PointOperations, PointStructPersisted, Prefetch, QuantizationConfig, QueryEnum, QueryRequest,
     Range, Record, ScoredPoint, ScoringQuery, ScrollRequest as EdgeScrollRequest, SetPayloadOp,
     UpdateOperation, VectorInternal, VectorPersisted, VectorStructInternal, VectorStructPersisted,
-    WithPayloadInterface, WithVector,
+    WalOptions, WithPayloadInterface, WithVector,
 };
 use serde_json::{Map, Value};
 
@@ -800,7 +800,49 @@ impl State {
     }
 }
 
+/// Removes the write-ahead log's closed segment files except the newest one.
+///
+/// qdrant-edge 0.7.2 writes every update to its WAL but never reads it back (segments are
+/// flushed on every write and are the only source of truth on load) and never truncates
+/// it, so the log grows by a few KiB per point written, forever. It cannot simply be
+/// deleted: the WAL hands out the operation numbers, and segments ignore operations
+/// numbered at or below what they already applied, so a fresh log would make later writes
+/// vanish. Removing closed segments from the front, keeping the newest closed one, is what
+/// the WAL's own `prefix_truncate` does: numbering continues from the files that remain.
+/// Runs under the collection lock, before the shard is loaded.
+fn compact_wal(path: &Path) -> Result<usize, String> {
+    let wal_dir = path.join("wal");
+    let entries = match std::fs::read_dir(&wal_dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(format!("reading {}: {err}", wal_dir.display())),
+    };
+    let mut closed: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|err| format!("reading {}: {err}", wal_dir.display()))?;
+        let name = entry.file_name();
+        let Some(start) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("closed-"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        closed.push((start, entry.path()));
+    }
+    closed.sort_unstable_by_key(|(start, _)| *start);
+    closed.pop();
+    for (_, file) in &closed {
+        std::fs::remove_file(file).map_err(|err| format!("removing {}: {err}", file.display()))?;
+    }
+    if !closed.is_empty() {
+        tracing::debug!(path = %wal_dir.display(), removed = closed.len(), "compacted the embedded index's write-ahead log");
+    }
+    Ok(closed.len())
+}
+
 fn load_shard(path: &Path) -> Result<Loaded, String> {
+    compact_wal(path)?;
     // `EdgeShard::load` can panic on some corrupt files; keep that from taking the
     // process down with it.
     let shard = std::panic::catch_unwind(|| EdgeShard::load(path, None))
@@ -839,6 +881,13 @@ fn edge_config(spec: &CollectionSpec) -> Result<EdgeConfig, String> {
         )
         .hnsw_config(hnsw)
         .optimizers(EdgeOptimizersConfig::default());
+    let builder = match spec.wal_segment_bytes {
+        Some(bytes) => builder.wal_options(WalOptions {
+            segment_capacity: bytes,
+            ..WalOptions::default()
+        }),
+        None => builder,
+    };
     if !spec.quantize_int8 {
         return Ok(builder.build());
     }

@@ -169,3 +169,74 @@ async fn scroll_with_vectors_returns_normalised_dense_and_sorted_sparse() {
     let norm: f32 = vectors.dense.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-5, "{norm}");
 }
+
+fn closed_wal_segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join(index_qdrant::DEFAULT_COLLECTION).join("wal"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("closed-")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_ahead_log_is_compacted_on_open_and_later_writes_still_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = CollectionSpec {
+        wal_segment_bytes: Some(64 * 1024),
+        ..CollectionSpec::new(DIM)
+    };
+    let points = people(2000);
+    {
+        let index = Index::open(IndexConfig::embedded(dir.path()))
+            .await
+            .unwrap();
+        index.ensure_collection(&spec, false).await.unwrap();
+        for batch in points.chunks(100) {
+            index.upsert(batch.to_vec()).await.unwrap();
+        }
+    }
+    let before = closed_wal_segments(dir.path());
+    assert!(
+        before > 1,
+        "the test must write several WAL segments, got {before}"
+    );
+
+    {
+        let index = Index::open(IndexConfig::embedded(dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(closed_wal_segments(dir.path()), 1);
+        assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 2000);
+        // Operation numbers continue after compaction: updates to points already in a
+        // segment must take effect, not be skipped as old.
+        index
+            .set_entity_id("people", &[5], Some("person:99"))
+            .await
+            .unwrap();
+        let stored = index.retrieve(&[points[5].id], false).await.unwrap();
+        assert_eq!(stored[0].payload.entity_id.as_deref(), Some("person:99"));
+        index.delete_source_rows("people", &[7]).await.unwrap();
+    }
+
+    let index = Index::open(IndexConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 1999);
+    let stored = index.retrieve(&[points[5].id], false).await.unwrap();
+    assert_eq!(stored[0].payload.entity_id.as_deref(), Some("person:99"));
+    index
+        .set_entity_id("people", &[6], Some("person:42"))
+        .await
+        .unwrap();
+    drop(index);
+    let index = Index::open(IndexConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    let stored = index.retrieve(&[points[6].id], false).await.unwrap();
+    assert_eq!(stored[0].payload.entity_id.as_deref(), Some("person:42"));
+}
