@@ -23,8 +23,10 @@ mod murmur;
 mod word_table;
 
 use std::collections::HashSet;
+use std::sync::Mutex;
 
 use rust_stemmers::{Algorithm, Stemmer};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::EmbedError;
@@ -116,6 +118,26 @@ pub struct Bm25Encoder {
     config: Bm25Config,
     stemmer: Stemmer,
     stopwords: HashSet<&'static str>,
+    /// Scratch spaces with token caches, lent to one call at a time so that concurrent
+    /// callers never wait for each other while encoding.
+    scratch: Mutex<Vec<Scratch>>,
+}
+
+/// Distinct tokens a scratch caches before it starts over (a few MB at most).
+const CACHE_LIMIT: usize = 50_000;
+/// Scratch spaces kept for reuse; more concurrent callers get fresh ones.
+const POOL_LIMIT: usize = 4;
+
+/// What one call needs besides the text: a cache from lowercased token to id (stopwords,
+/// long tokens and empty stems map to `None`), the stem behind each cached id (to notice
+/// two stems sharing an id), and reusable buffers.
+#[derive(Default)]
+struct Scratch {
+    cache: FxHashMap<Box<str>, Option<u32>>,
+    stems: FxHashMap<u32, Box<str>>,
+    colliding: FxHashSet<u32>,
+    ids: Vec<u32>,
+    lower: String,
 }
 
 impl std::fmt::Debug for Bm25Encoder {
@@ -145,6 +167,7 @@ impl Bm25Encoder {
                 .lines()
                 .filter(|w| !w.is_empty())
                 .collect(),
+            scratch: Mutex::new(Vec::new()),
         })
     }
 
@@ -162,6 +185,138 @@ impl Bm25Encoder {
 
     /// The document vector: BM25 term-frequency weights per distinct stem.
     pub fn document(&self, text: &str) -> SparseVector {
+        self.with_scratch(|scratch| {
+            if !self.cached_ids(text, scratch) {
+                return self.document_exact(text);
+            }
+            let ids = &mut scratch.ids;
+            ids.sort_unstable();
+            let norm = self.norm(ids.len());
+            let mut vector = SparseVector {
+                indices: Vec::with_capacity(ids.len()),
+                values: Vec::with_capacity(ids.len()),
+            };
+            for run in ids.chunk_by(|a, b| a == b) {
+                vector.indices.push(run[0]);
+                vector.values.push(self.weight(run.len(), norm));
+            }
+            vector
+        })
+    }
+
+    /// The query vector: each distinct id once, value 1.0.
+    pub fn query(&self, text: &str) -> SparseVector {
+        self.with_scratch(|scratch| {
+            // A query needs no collision handling: equal ids are one entry either way.
+            self.cached_ids(text, scratch);
+            let mut ids = std::mem::take(&mut scratch.ids);
+            ids.sort_unstable();
+            ids.dedup();
+            let values = vec![1.0; ids.len()];
+            SparseVector {
+                indices: ids,
+                values,
+            }
+        })
+    }
+
+    /// `k * (1 - b + b * len / avg_len)`, evaluated in fastembed's order.
+    fn norm(&self, doc_len: usize) -> f64 {
+        let Bm25Config { k, b, avg_len } = self.config;
+        k * (1.0 - b + b * doc_len as f64 / avg_len)
+    }
+
+    fn weight(&self, tf: usize, norm: f64) -> f32 {
+        let tf = tf as f64;
+        (tf * (self.config.k + 1.0) / (tf + norm)) as f32
+    }
+
+    /// Runs `f` with a scratch space from the pool (or a new one), and returns it after.
+    fn with_scratch<T>(&self, f: impl FnOnce(&mut Scratch) -> T) -> T {
+        // A poisoned pool only means another caller panicked mid-call; its scratch was
+        // not returned, and the others are consistent.
+        let taken = self.scratch.lock().map_or(None, |mut pool| pool.pop());
+        let mut scratch = taken.unwrap_or_default();
+        let out = f(&mut scratch);
+        if let Ok(mut pool) = self.scratch.lock()
+            && pool.len() < POOL_LIMIT
+        {
+            pool.push(scratch);
+        }
+        out
+    }
+
+    /// Fills `scratch.ids` with the id of every kept token, through the cache. Returns
+    /// `false` when two different stems of this text share an id: then only the exact
+    /// path counts like fastembed.
+    fn cached_ids(&self, text: &str, scratch: &mut Scratch) -> bool {
+        if scratch.cache.len() > CACHE_LIMIT {
+            scratch.cache.clear();
+            scratch.stems.clear();
+            scratch.colliding.clear();
+        }
+        let Scratch {
+            cache,
+            stems,
+            colliding,
+            ids,
+            lower,
+        } = scratch;
+        ids.clear();
+        for_each_token(text, lower, |token| {
+            let id = match cache.get(token) {
+                Some(id) => *id,
+                None => {
+                    let id = self.stem_id(token, stems, colliding);
+                    cache.insert(token.into(), id);
+                    id
+                }
+            };
+            if let Some(id) = id {
+                ids.push(id);
+            }
+        });
+        colliding.is_empty() || !ids.iter().any(|id| colliding.contains(id))
+    }
+
+    /// The id of a token, or `None` when it is dropped; records the stem behind the id.
+    fn stem_id(
+        &self,
+        token: &str,
+        stems: &mut FxHashMap<u32, Box<str>>,
+        colliding: &mut FxHashSet<u32>,
+    ) -> Option<u32> {
+        let stem = self.stem(token)?;
+        let id = token_id(&stem);
+        match stems.get(&id) {
+            Some(known) if **known != *stem => {
+                colliding.insert(id);
+            }
+            Some(_) => {}
+            None => {
+                stems.insert(id, stem.into());
+            }
+        }
+        Some(id)
+    }
+
+    /// The stem of a lowercased token, `None` when fastembed drops it.
+    fn stem<'a>(&self, token: &'a str) -> Option<std::borrow::Cow<'a, str>> {
+        if token == "_" || self.stopwords.contains(token) {
+            return None;
+        }
+        // Count code points only when the byte length leaves any doubt.
+        if token.len() > TOKEN_MAX_CHARS && token.chars().count() > TOKEN_MAX_CHARS {
+            return None;
+        }
+        let stem = self.stemmer.stem(token);
+        (!stem.is_empty()).then_some(stem)
+    }
+
+    /// The document vector computed from the stems themselves, without the cache: a
+    /// 32-bit hash collision between two stems of the text is settled as a Python dict
+    /// settles it.
+    fn document_exact(&self, text: &str) -> SparseVector {
         let mut arena = String::with_capacity(text.len());
         let mut stems: Vec<Stem> = Vec::new();
         self.for_each_stem(text, |stem| {
@@ -174,13 +329,7 @@ impl Bm25Encoder {
                 end: arena.len() as u32,
             });
         });
-        let doc_len = stems.len() as f64;
-        let Bm25Config { k, b, avg_len } = self.config;
-        let norm = k * (1.0 - b + b * doc_len / avg_len);
-        let weight = |tf: usize| {
-            let tf = tf as f64;
-            (tf * (k + 1.0) / (tf + norm)) as f32
-        };
+        let norm = self.norm(stems.len());
         stems.sort_unstable_by_key(|s| (s.id, s.position));
         let text_of = |s: &Stem| &arena[s.start as usize..s.end as usize];
         let mut vector = SparseVector::default();
@@ -192,35 +341,15 @@ impl Bm25Encoder {
                 colliding_stems_tf(group, text_of)
             };
             vector.indices.push(first.id);
-            vector.values.push(weight(tf));
+            vector.values.push(self.weight(tf, norm));
         }
         vector
     }
 
-    /// The query vector: each distinct id once, value 1.0.
-    pub fn query(&self, text: &str) -> SparseVector {
-        let mut ids = Vec::new();
-        self.for_each_stem(text, |stem| ids.push(token_id(stem)));
-        ids.sort_unstable();
-        ids.dedup();
-        let values = vec![1.0; ids.len()];
-        SparseVector {
-            indices: ids,
-            values,
-        }
-    }
-
     fn for_each_stem(&self, text: &str, mut f: impl FnMut(&str)) {
-        for_each_token(text, |token| {
-            if token == "_" || self.stopwords.contains(token) {
-                return;
-            }
-            // Count code points only when the byte length leaves any doubt.
-            if token.len() > TOKEN_MAX_CHARS && token.chars().count() > TOKEN_MAX_CHARS {
-                return;
-            }
-            let stem = self.stemmer.stem(token);
-            if !stem.is_empty() {
+        let mut lower = String::new();
+        for_each_token(text, &mut lower, |token| {
+            if let Some(stem) = self.stem(token) {
                 f(&stem);
             }
         });
@@ -274,9 +403,8 @@ pub fn is_python_word_char(c: char) -> bool {
 }
 
 /// Calls `f` with each lowercased token of `text`, as fastembed's `remove_non_alphanumeric`
-/// and `SimpleTokenizer.tokenize` produce them.
-fn for_each_token(text: &str, mut f: impl FnMut(&str)) {
-    let mut lower = String::new();
+/// and `SimpleTokenizer.tokenize` produce them; `lower` is a reusable buffer.
+fn for_each_token(text: &str, lower: &mut String, mut f: impl FnMut(&str)) {
     let mut run_start: Option<usize> = None;
     let mut ascii_run = true;
     let mut flush = |start: usize, end: usize, ascii: bool, lower: &mut String| {
@@ -302,11 +430,11 @@ fn for_each_token(text: &str, mut f: impl FnMut(&str)) {
             }
             ascii_run &= c.is_ascii();
         } else if let Some(start) = run_start.take() {
-            flush(start, i, ascii_run, &mut lower);
+            flush(start, i, ascii_run, lower);
         }
     }
     if let Some(start) = run_start {
-        flush(start, text.len(), ascii_run, &mut lower);
+        flush(start, text.len(), ascii_run, lower);
     }
 }
 
@@ -422,6 +550,47 @@ mod tests {
         let tf = colliding_stems_tf(&stems, |s| &arena[s.start as usize..s.end as usize]);
         // "c" first appeared after "b", so its count (1) overwrites "b"'s (3).
         assert_eq!(tf, 1);
+    }
+
+    #[test]
+    fn a_real_collision_matches_fastembed_through_the_cache() {
+        // "10024090" and "10030048" share id 19162426 (found by search; fastembed gives
+        // the values below). Run twice so the second pass goes through a warm cache.
+        let e = encoder();
+        assert_eq!(token_id("10024090"), token_id("10030048"));
+        for _ in 0..2 {
+            let a = e.document("10024090 10024090 10030048 alpha");
+            assert_eq!(a.indices, [19162426, 1447029955]);
+            assert!((a.values[0] - 1.674_197_4).abs() < 1e-6, "{a:?}");
+            let b = e.document("10030048 10024090 10024090 alpha");
+            assert!((b.values[0] - 1.901_417_9).abs() < 1e-6, "{b:?}");
+            assert_eq!(e.query("10030048 10024090").indices, [19162426]);
+        }
+    }
+
+    #[test]
+    fn cached_and_exact_paths_agree() {
+        let e = encoder();
+        let texts = [
+            "Running runs ran; the runner's RUNS!",
+            "ΟΔΟΣ οδος Straße İZMİR café cafe\u{301}",
+            "",
+            "snake_case _ __init__ x² ½",
+        ];
+        for _ in 0..3 {
+            for text in texts {
+                assert_eq!(e.document(text), e.document_exact(text), "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_cache_starts_over_when_full() {
+        let e = encoder();
+        let words: String = (0..CACHE_LIMIT + 10).map(|i| format!("w{i} ")).collect();
+        let first = e.document(&words);
+        assert_eq!(first, e.document_exact(&words));
+        assert_eq!(e.document("w1 w2 w2"), e.document_exact("w1 w2 w2"));
     }
 
     #[test]
