@@ -343,8 +343,9 @@ pub fn person_title(id: i64, full: &str, first: Option<&str>, last: Option<&str>
     non_empty_or(display_name(full, first, last), || format!("Person {id}"))
 }
 
-/// Renders an interaction with its organisation's name and its participants' names (in
-/// participant-id order; participants that no longer exist are left out).
+/// Renders an interaction with its organisation's name and its participants' display
+/// names as [`person_title`] gives them (in participant-id order; participants that no
+/// longer exist are left out).
 pub fn render_interaction(
     interaction: &Interaction,
     organization_name: Option<&str>,
@@ -368,9 +369,11 @@ pub fn render_interaction(
         (None, Some(o)) => format!("{kind_label} with {o} on {date}"),
         (None, None) => format!("{kind_label} on {date}"),
     };
-    let names: Vec<String> = participant_names
+    // Already display names (`person_title`): cleaning them again is not idempotent
+    // (an entity decoded by the first pass would be decoded again).
+    let names: Vec<&str> = participant_names
         .iter()
-        .map(|n| inline(n))
+        .copied()
         .filter(|n| !n.is_empty())
         .collect();
     let mut text = title.clone();

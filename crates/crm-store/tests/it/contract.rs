@@ -117,3 +117,29 @@ fn an_empty_file_is_created_when_allowed() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+#[test]
+fn a_file_that_is_not_a_database_is_named() {
+    let t = TempCrm::new();
+    std::fs::write(
+        &t.path,
+        b"this is not SQLite, just a text file that happens to be here",
+    )
+    .unwrap();
+    let err = Store::open(StoreConfig::new(&t.path)).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&t.path.display().to_string()), "{msg}");
+    assert!(msg.contains("not a database"), "{msg}");
+}
+
+#[test]
+fn zero_pool_sizes_are_refused() {
+    let (t, store) = TempCrm::created();
+    drop(store);
+    let mut config = StoreConfig::new(&t.path);
+    config.read_pool_size = 0;
+    assert!(matches!(
+        Store::open(config).unwrap_err(),
+        StoreError::InvalidConfig(_)
+    ));
+}
