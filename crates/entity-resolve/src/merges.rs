@@ -496,8 +496,11 @@ fn require_live(conn: &Connection, e: EntityId) -> Result<(), ResolveError> {
 
 /// Source ids linked to an entity, ascending.
 fn linked_rows(conn: &Connection, e: EntityId) -> Result<Vec<i64>, ResolveError> {
+    // `+source_table` keeps the planner on the entity_id index: through the primary key
+    // (source_table, source_id) it would walk every link of the table to find one
+    // entity's rows.
     let mut stmt = conn
-        .prepare_cached("SELECT source_id FROM entity_links WHERE source_table = ?1 AND entity_id = ?2 ORDER BY source_id")
+        .prepare_cached("SELECT source_id FROM entity_links WHERE +source_table = ?1 AND entity_id = ?2 ORDER BY source_id")
         .map_err(sqlite("reading the rows of an entity"))?;
     stmt.query_map(
         params![e.kind.source_table().as_str(), e.to_string()],
