@@ -1,0 +1,386 @@
+//! What `crm-backfill`, `crm-sync` and `crm-bench index` share: the index and the
+//! indexer the settings describe, progress bars, the summary, and the exit codes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use crm_store::{SourceTable, Store, StoreConfig};
+use index_qdrant::{ApiKey, Index, IndexConfig};
+use indicatif::ProgressBar;
+use serde::Serialize;
+use sync_watermark::{
+    Encoder, FaultPoint, Indexer, LeaseConfig, ProgressEvent, ProgressSink, RunOutcome, RunReport,
+    SyncConfig, VerifyReport,
+};
+
+use crate::cli::Terminal;
+use crate::progress;
+use crate::settings::Settings;
+
+/// Test hook read by `crm-backfill` and `crm-sync`: `STAGE:N` makes the process abort
+/// when the N-th batch reaches STAGE (see [`sync_watermark::FaultPoint`]). Never set it
+/// in production.
+pub const FAULT_ENV: &str = "CRM_SYNC_FAULT";
+
+/// Exit status: changes were indexed and the run finished.
+pub const EXIT_DONE: u8 = 0;
+/// Exit status: the run did not start or committed nothing (see the error).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: the index was already in step with the CRM.
+pub const EXIT_NOTHING_TO_DO: u8 = 3;
+/// Exit status: some batches were committed, then an error or a signal stopped the run.
+pub const EXIT_PARTIAL: u8 = 4;
+/// Exit status of `crm-sync --verify`: the index differs from the CRM.
+pub const EXIT_DIFFERENCES: u8 = 5;
+
+/// The exit-status table, for `--help`.
+pub const EXIT_CODES_HELP: &str = "Exit status: 0 done (changes indexed); 3 nothing to do \
+(the index was already in step); 4 partial failure (some batches were committed, then an \
+error or a signal stopped the run: what was committed is consistent and the next run \
+continues from there); 1 failed (nothing was committed: bad settings, the lease is held by \
+another run, the embedder or the index is unreachable, or the index was built with other \
+embedding settings, which needs crm-backfill --recreate).";
+
+/// The exit status of a run's outcome.
+pub fn exit_code(outcome: RunOutcome) -> ExitCode {
+    ExitCode::from(match outcome {
+        RunOutcome::Done => EXIT_DONE,
+        RunOutcome::NothingToDo => EXIT_NOTHING_TO_DO,
+        RunOutcome::PartialFailure => EXIT_PARTIAL,
+        RunOutcome::Failed => EXIT_FAILED,
+    })
+}
+
+/// Where the index is: a Qdrant server when `qdrant.url` is set, else the embedded engine
+/// beside the database.
+pub fn index_config(settings: &Settings) -> IndexConfig {
+    let q = &settings.qdrant;
+    let config = match &q.url {
+        Some(url) => IndexConfig::server(url, q.api_key.as_ref().map(|k| ApiKey::new(k.expose()))),
+        None => IndexConfig::embedded(settings.embedded_index_dir()),
+    };
+    config.with_collection(&q.collection)
+}
+
+/// This host's name, for the run lease (a dead holder on this host is taken over).
+pub fn hostname(env: &BTreeMap<String, String>) -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| env.get("HOSTNAME").cloned())
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+/// The indexer's configuration from the settings, for the binary `holder`. The test hook
+/// [`FAULT_ENV`] is read from `env` here, and only here.
+pub fn sync_config(
+    settings: &Settings,
+    env: &BTreeMap<String, String>,
+    holder: &str,
+) -> anyhow::Result<SyncConfig> {
+    let mut config = SyncConfig::new(LeaseConfig::new(holder, hostname(env)));
+    config.batch_size = usize::try_from(settings.sync.batch_size.max(1)).unwrap_or(256);
+    config.overlap = Duration::from_secs(u64::from(settings.sync.overlap_secs));
+    if let Some(fault) = env.get(FAULT_ENV).filter(|v| !v.is_empty()) {
+        let point: FaultPoint = fault
+            .parse()
+            .with_context(|| format!("${FAULT_ENV} (a test hook)"))?;
+        tracing::warn!(fault = %point, "test fault hook armed: the process will abort there");
+        config.fault = Some(point);
+    }
+    Ok(config)
+}
+
+/// Opens the CRM (applying pending Phase-0 migrations).
+pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    Store::open(StoreConfig::new(&settings.db_path))
+        .with_context(|| format!("opening the CRM database {}", settings.db_path.display()))
+}
+
+/// Opens the index the settings name and builds an indexer over it.
+pub async fn open_indexer(
+    settings: &Settings,
+    store: &Store,
+    encoder: &Arc<Encoder>,
+    config: SyncConfig,
+    progress: Arc<dyn ProgressSink>,
+) -> anyhow::Result<Indexer> {
+    let index = Index::open(index_config(settings))
+        .await
+        .context("opening the search index")?;
+    Ok(Indexer::new(
+        store.clone(),
+        Arc::new(index),
+        encoder.clone(),
+        config,
+        progress,
+    )?)
+}
+
+/// Progress bars: one per table, a bar when the row count is known, a spinner otherwise.
+pub struct Bars {
+    terminal: Terminal,
+    bars: Mutex<BTreeMap<SourceTable, ProgressBar>>,
+    verify: Mutex<Option<ProgressBar>>,
+}
+
+impl Bars {
+    /// Bars drawn on `terminal` (hidden when stderr is not a terminal).
+    pub fn new(terminal: &Terminal) -> Self {
+        Self {
+            terminal: terminal.clone(),
+            bars: Mutex::new(BTreeMap::new()),
+            verify: Mutex::new(None),
+        }
+    }
+
+    /// Clears every bar.
+    pub fn finish(&self) {
+        if let Ok(mut bars) = self.bars.lock() {
+            for (_, bar) in std::mem::take(&mut *bars) {
+                bar.finish_and_clear();
+            }
+        }
+        if let Ok(mut verify) = self.verify.lock()
+            && let Some(bar) = verify.take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl ProgressSink for Bars {
+    fn event(&self, event: ProgressEvent) {
+        let Ok(mut bars) = self.bars.lock() else {
+            return;
+        };
+        match event {
+            ProgressEvent::TableStarted { table, rows } => {
+                let bar = match rows {
+                    Some(n) => progress::bar(&self.terminal, n, table.as_str()),
+                    None => progress::spinner(&self.terminal, table.as_str()),
+                };
+                if let Some(old) = bars.insert(table, bar) {
+                    old.finish_and_clear();
+                }
+            }
+            ProgressEvent::BatchCommitted { table, rows, .. } => {
+                if let Some(bar) = bars.get(&table) {
+                    bar.inc(rows);
+                }
+            }
+            ProgressEvent::TableFinished { table } => {
+                if let Some(bar) = bars.get(&table) {
+                    bar.finish();
+                }
+            }
+            ProgressEvent::Verified { what, count } => {
+                drop(bars);
+                if let Ok(mut verify) = self.verify.lock() {
+                    let bar =
+                        verify.get_or_insert_with(|| progress::spinner(&self.terminal, "verify"));
+                    bar.set_message(format!("{count} {what}"));
+                }
+            }
+        }
+    }
+}
+
+/// The `--json` summary of a run: the report, and the process's peak memory.
+#[derive(Debug, Serialize)]
+pub struct RunSummary<'a> {
+    /// The run.
+    #[serde(flatten)]
+    pub report: &'a RunReport,
+    /// Peak resident memory of this process, in bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The `--json` summary of a failure that happened before a run could start.
+#[derive(Debug, Serialize)]
+pub struct FailureSummary<'a> {
+    /// Always `failed`.
+    pub outcome: RunOutcome,
+    /// What went wrong.
+    pub error: &'a str,
+    /// Peak resident memory of this process, in bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+use crate::resolving::thousands as n;
+
+/// The human summary of a run.
+pub fn render_report(title: &str, r: &RunReport, peak_rss: Option<u64>) -> String {
+    let mut out = String::new();
+    let outcome = match r.outcome {
+        RunOutcome::Done => "done",
+        RunOutcome::NothingToDo => "nothing to do",
+        RunOutcome::PartialFailure => "partial failure",
+        RunOutcome::Failed => "failed",
+    };
+    let _ = writeln!(out, "{title}: {outcome} (collection {})\n", r.collection);
+    let tables: Vec<SourceTable> = r.tables.keys().copied().collect();
+    let mut header = String::from("| |");
+    let mut rule = String::from("| --- |");
+    for t in &tables {
+        let _ = write!(header, " {t} |");
+        rule.push_str(" ---: |");
+    }
+    header.push_str(" total |");
+    rule.push_str(" ---: |");
+    let _ = writeln!(out, "{header}\n{rule}");
+    type Field = fn(&sync_watermark::TableCounts) -> u64;
+    let rows: [(&str, Field); 12] = [
+        ("rows read", |c| c.rows_read),
+        ("unchanged", |c| c.rows_unchanged),
+        ("indexed", |c| c.rows_indexed),
+        ("chunks upserted", |c| c.chunks_upserted),
+        ("removed (soft-deleted, empty)", |c| c.rows_removed),
+        ("hard-deleted", |c| c.rows_hard_deleted),
+        ("entity ids patched", |c| c.entity_updates),
+        ("records only", |c| c.records_only),
+        ("point ids deleted", |c| c.points_deleted),
+        ("dependents re-rendered", |c| c.dependents_checked),
+        ("found by reconciliation", |c| c.repairs_found),
+        ("redone after a conflict", |c| c.conflicts_redone),
+    ];
+    for (label, field) in rows {
+        let _ = write!(out, "| {label} |");
+        for t in &tables {
+            let v = r.tables.get(t).map_or(0, field);
+            let _ = write!(out, " {} |", n(v));
+        }
+        let _ = writeln!(out, " {} |", n(field(&r.totals)));
+    }
+    let _ = writeln!(out);
+    if r.recreated {
+        let _ = writeln!(out, "the collection was (re)created first");
+    }
+    let _ = write!(
+        out,
+        "{} batches committed in {:.1} s",
+        n(r.batches_committed),
+        r.duration_ms as f64 / 1000.0
+    );
+    if let Some(points) = r.points_in_index {
+        let _ = write!(out, "; {} points in the index", n(points));
+    }
+    if let Some(rss) = peak_rss {
+        let _ = write!(out, "; peak memory {:.0} MB", rss as f64 / 1e6);
+    }
+    let _ = writeln!(out);
+    if let Some(id) = r.run_id {
+        let _ = writeln!(out, "run logged as ingest_runs.id = {id}");
+    }
+    if let Some(error) = &r.error {
+        let _ = writeln!(out, "error: {error}");
+    }
+    out
+}
+
+/// The human summary of a verification.
+pub fn render_verify(r: &VerifyReport) -> String {
+    let mut out = String::new();
+    let verdict = if r.is_clean() {
+        "clean: the index and the records match the CRM".to_owned()
+    } else {
+        format!("{} difference(s)", n(r.total()))
+    };
+    let _ = writeln!(
+        out,
+        "crm-sync --verify: {verdict} (collection {}, {} rows, {} points)",
+        r.collection,
+        n(r.rows_checked),
+        n(r.points_checked)
+    );
+    for (kind, count) in &r.counts {
+        let _ = writeln!(out, "  {kind:?}: {}", n(*count));
+    }
+    if r.behind_watermark > 0 {
+        let _ = writeln!(
+            out,
+            "  {} of them at or before their table's watermark (the sync believes those rows \
+             are done: run crm-backfill to repair)",
+            n(r.behind_watermark)
+        );
+    }
+    for d in &r.differences {
+        let at = match (d.table, d.source_id, d.chunk_index) {
+            (Some(t), Some(id), Some(k)) => format!("{t}:{id} chunk {k}"),
+            (Some(t), Some(id), None) => format!("{t}:{id}"),
+            (Some(t), None, _) => t.to_string(),
+            _ => "index".to_owned(),
+        };
+        let _ = writeln!(out, "  - {:?} {at}: {}", d.kind, d.detail);
+    }
+    if r.total() > r.differences.len() as u64 {
+        let _ = writeln!(
+            out,
+            "  … {} more",
+            n(r.total() - r.differences.len() as u64)
+        );
+    }
+    out
+}
+
+/// Prints a run's summary: one JSON line with `--json`, else the table.
+pub fn print_run(title: &str, report: &RunReport, json: bool) -> anyhow::Result<()> {
+    let peak_rss_bytes = crate::resources::peak_rss_bytes();
+    if json {
+        crate::cli::print_json_line(&RunSummary {
+            report,
+            peak_rss_bytes,
+        })
+    } else {
+        crate::cli::print_text(&render_report(title, report, peak_rss_bytes))
+    }
+}
+
+/// Reports a failure that happened before a run could start, and returns the "failed"
+/// exit status. With `--json` the summary is a JSON line on stdout, so callers that read
+/// summaries get one for every outcome; the error also goes to the log.
+pub fn print_failure(err: &anyhow::Error, json: bool) -> anyhow::Result<ExitCode> {
+    let error = format!("{err:#}");
+    tracing::error!(error = %error, "the run could not start");
+    if json {
+        crate::cli::print_json_line(&FailureSummary {
+            outcome: RunOutcome::Failed,
+            error: &error,
+            peak_rss_bytes: crate::resources::peak_rss_bytes(),
+        })?;
+    } else {
+        crate::cli::print_text(&format!("error: {error}\n"))?;
+    }
+    Ok(ExitCode::from(EXIT_FAILED))
+}
+
+/// A token cancelled by SIGINT or SIGTERM: the run finishes the batch it is writing (or
+/// abandons the one it is embedding) and stops.
+pub fn stop_on_signals() -> sync_watermark::CancellationToken {
+    let stop = sync_watermark::CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping after the current batch"),
+            () = terminate => tracing::info!("terminated: stopping after the current batch"),
+        }
+        token.cancel();
+    });
+    stop
+}
