@@ -11,7 +11,9 @@
 //!   loopback round trip to a server that does nothing: an upper bound of the overhead),
 //!   and the most requests the server saw in flight, which must not exceed the limit;
 //! - side by side, the **bare HTTP floor**: the same number of chat requests sent through
-//!   the shared HTTP client alone, without evidence, prompt, validation or SQLite.
+//!   the shared HTTP client alone, without evidence, prompt, validation or SQLite;
+//! - runs against a "model" that takes 20 ms per answer, where concurrency pays and the
+//!   server's count of requests in flight shows the limit at work.
 //!
 //! Targets (issue 4): overhead below 1 ms per candidate; at least 500 candidates/s.
 
@@ -27,11 +29,13 @@ use embed::http::{HttpClient, HttpClientConfig};
 use futures::StreamExt as _;
 use fuzzy_llm::chat::{ChatClient, ChatConfig};
 use fuzzy_llm::evidence::{EvidenceLimits, load_evidence};
+use fuzzy_llm::merges::{self, Decider, Decision};
 use fuzzy_llm::runner::{RunOptions, adjudicate, select_candidates};
 use fuzzy_llm::testing::{
     Reply, ScriptedChatServer, ScriptedServerConfig, SeenRequest, answer_json,
 };
 use fuzzy_llm::{prompt, verdict};
+use rusqlite::TransactionBehavior;
 use serde_json::json;
 
 use super::{BenchContext, Report, ms, per_sec, percentile};
@@ -62,24 +66,31 @@ pub fn run(ctx: &BenchContext, args: &FuzzyArgs) -> anyhow::Result<Vec<Report>> 
     let mut report = Report::new("fuzzy", &["measure", "concurrency", "value", "unit"]);
     report.figure("candidates", args.candidates);
 
-    // In-process work per candidate, no network.
-    let mut prepare = in_process_samples(&store)?;
-    let p50 = percentile(&mut prepare, 50.0).unwrap_or_default();
-    let p99 = percentile(&mut prepare, 99.0).unwrap_or_default();
-    report.row([
-        "in-process per candidate p50 (evidence, prompt, body, validation)",
-        "-",
-        &format!("{:.3}", ms(p50)),
-        "ms",
-    ]);
-    report.row([
-        "in-process per candidate p99",
-        "-",
-        &format!("{:.3}", ms(p99)),
-        "ms",
-    ]);
-    report.figure("in_process_p50_ms", ms(p50));
-    report.figure("in_process_p99_ms", ms(p99));
+    // In-process work per candidate, no network, in three parts.
+    let parts = in_process_samples(&store)?;
+    for (label, key, mut samples) in [
+        (
+            "evidence, prompt, body, validation",
+            "prepare",
+            parts.prepare,
+        ),
+        ("hard-evidence check", "hard_evidence", parts.hard_evidence),
+        ("commit of one decision", "commit", parts.commit),
+    ] {
+        let p50 = percentile(&mut samples, 50.0).unwrap_or_default();
+        let p99 = percentile(&mut samples, 99.0).unwrap_or_default();
+        let mean =
+            samples.iter().sum::<Duration>() / u32::try_from(samples.len().max(1)).unwrap_or(1);
+        report.row([
+            format!("in-process per candidate: {label} (mean / p50 / p99)"),
+            "-".to_owned(),
+            format!("{:.3} / {:.3} / {:.3}", ms(mean), ms(p50), ms(p99)),
+            "ms".to_owned(),
+        ]);
+        report.figure(&format!("{key}_mean_ms"), ms(mean));
+        report.figure(&format!("{key}_p50_ms"), ms(p50));
+        report.figure(&format!("{key}_p99_ms"), ms(p99));
+    }
 
     let mut per_candidate_c1 = None;
     let mut best_rate: f64 = 0.0;
@@ -93,10 +104,10 @@ pub fn run(ctx: &BenchContext, args: &FuzzyArgs) -> anyhow::Result<Vec<Report>> 
         let summary = runtime.block_on(adjudicate(&store, &client, &RunOptions::default(), &()))?;
         let elapsed = started.elapsed();
         anyhow::ensure!(
-            summary.rejected == args.candidates && summary.aborted.is_none(),
+            summary.rejected + summary.vetoed == args.candidates && summary.aborted.is_none(),
             "the benchmark run did not decide every candidate: {summary:?}"
         );
-        let rate = per_sec(summary.asked, elapsed);
+        let rate = per_sec(args.candidates, elapsed);
         let per_candidate = elapsed / u32::try_from(args.candidates).unwrap_or(u32::MAX);
         let max_in_flight = server.stats().max_in_flight();
         limits_honoured &= max_in_flight <= limit as u64;
@@ -130,7 +141,14 @@ pub fn run(ctx: &BenchContext, args: &FuzzyArgs) -> anyhow::Result<Vec<Report>> 
             ),
             "requests",
         ]);
+        report.row([
+            "questions sent (the rest vetoed by hard evidence)",
+            &c,
+            &summary.asked.to_string(),
+            "requests",
+        ]);
         report.figure(&format!("candidates_per_sec_c{limit}"), rate);
+        report.figure(&format!("asked_c{limit}"), summary.asked);
         report.figure(&format!("ms_per_candidate_c{limit}"), ms(per_candidate));
         report.figure(&format!("max_in_flight_c{limit}"), max_in_flight);
 
@@ -149,6 +167,42 @@ pub fn run(ctx: &BenchContext, args: &FuzzyArgs) -> anyhow::Result<Vec<Report>> 
             "ratio",
         ]);
         report.figure(&format!("bare_requests_per_sec_c{limit}"), bare_rate);
+    }
+
+    // A model that takes 20 ms per answer: concurrency now pays, and the server sees
+    // exactly as many requests at once as the limit allows.
+    let latency = Duration::from_millis(20);
+    let slow_candidates = args.candidates.min(400);
+    for &limit in &args.concurrency {
+        let limit = limit.max(1);
+        reset_candidates(&store)?;
+        let server = slow_server(latency)?;
+        let client = chat_client(server.url(), limit)?;
+        let options = RunOptions {
+            limit: Some(usize::try_from(slow_candidates).unwrap_or(usize::MAX)),
+            ..RunOptions::default()
+        };
+        let started = Instant::now();
+        let summary = runtime.block_on(adjudicate(&store, &client, &options, &()))?;
+        let elapsed = started.elapsed();
+        let rate = per_sec(summary.selected, elapsed);
+        let max_in_flight = server.stats().max_in_flight();
+        limits_honoured &= max_in_flight <= limit as u64;
+        let c = limit.to_string();
+        report.row([
+            "20 ms model: candidates/s",
+            &c,
+            &format!("{rate:.0}"),
+            "1/s",
+        ]);
+        report.row([
+            "20 ms model: server max in flight",
+            &c,
+            &max_in_flight.to_string(),
+            "requests",
+        ]);
+        report.figure(&format!("slow_model_candidates_per_sec_c{limit}"), rate);
+        report.figure(&format!("slow_model_max_in_flight_c{limit}"), max_in_flight);
     }
 
     let overhead_ms = per_candidate_c1.map(ms);
@@ -218,6 +272,9 @@ fn build_crm(db: &Path, pairs: u64) -> anyhow::Result<Store> {
             now,
         )?;
     }
+    // Synthetic neighbours often have two different LinkedIn profiles, which vetoes the
+    // pair without a question; without them nearly every pair takes the full path.
+    tx.execute("UPDATE people SET linkedin_url = NULL", [])?;
     tx.commit()?;
     drop(conn);
     Ok(store)
@@ -235,15 +292,27 @@ fn reset_candidates(store: &Store) -> anyhow::Result<()> {
 
 /// A server that says "different" at once, on its own thread.
 fn instant_server() -> anyhow::Result<ScriptedChatServer> {
+    slow_server(Duration::ZERO)
+}
+
+/// A server that says "different" after `latency` (zero: at once), on its own thread.
+fn slow_server(latency: Duration) -> anyhow::Result<ScriptedChatServer> {
     let server = ScriptedChatServer::start_background(
         ScriptedServerConfig::new(MODEL),
-        |request: &SeenRequest, _| match request.pair() {
-            Some((a, b)) => Reply::content(answer_json(a, b, false, 0.9, "instant")),
-            None => Reply::status(400, "no pair in the prompt"),
+        move |request: &SeenRequest, _| {
+            let answer = match request.pair() {
+                Some((a, b)) => Reply::content(answer_json(a, b, false, 0.9, "instant")),
+                None => Reply::status(400, "no pair in the prompt"),
+            };
+            if latency.is_zero() {
+                answer
+            } else {
+                Reply::Delayed(latency, Box::new(answer))
+            }
         },
         1,
     )
-    .context("starting the instant chat server")?;
+    .context("starting the scripted chat server")?;
     server.stats().keep_requests(false);
     Ok(server)
 }
@@ -262,13 +331,30 @@ fn chat_client(url: &str, limit: usize) -> anyhow::Result<ChatClient> {
     )?)
 }
 
-/// Evidence, prompt, request body and reply validation for every candidate, timed.
-fn in_process_samples(store: &Store) -> anyhow::Result<Vec<Duration>> {
+/// Per-candidate timings of the work around the model call.
+struct InProcess {
+    /// Both entities' evidence, the prompt, the request body, validating a reply.
+    prepare: Vec<Duration>,
+    /// `entity-resolve`'s hard-evidence check of the pair.
+    hard_evidence: Vec<Duration>,
+    /// One decision in its own `IMMEDIATE` transaction (a rejection).
+    commit: Vec<Duration>,
+}
+
+/// Times the work around the model call for every candidate, then puts the candidates
+/// back to pending.
+fn in_process_samples(store: &Store) -> anyhow::Result<InProcess> {
     let conn = store.reader()?;
     let ids = select_candidates(&conn, &RunOptions::default())?;
     let limits = EvidenceLimits::default();
     let format = verdict::response_format();
-    let mut samples = Vec::with_capacity(ids.len());
+    let decider: Decider = format!("llm:{MODEL}").parse()?;
+    let mut out = InProcess {
+        prepare: Vec::with_capacity(ids.len()),
+        hard_evidence: Vec::with_capacity(ids.len()),
+        commit: Vec::with_capacity(ids.len()),
+    };
+    let mut writer = store.writer()?;
     for id in ids {
         let Some(candidate) = phase0::get_candidate(&conn, id)? else {
             continue;
@@ -291,13 +377,35 @@ fn in_process_samples(store: &Store) -> anyhow::Result<Vec<Duration>> {
             "instant",
         );
         let parsed = verdict::parse_verdict(&reply, &candidate.entity_a, &candidate.entity_b);
-        samples.push(started.elapsed());
+        out.prepare.push(started.elapsed());
         anyhow::ensure!(
             parsed.is_ok() && !body.is_empty(),
             "the canned reply did not validate"
         );
+
+        let started = Instant::now();
+        merges::hard_evidence_conflict(
+            &conn,
+            candidate.entity_a.parse()?,
+            candidate.entity_b.parse()?,
+        )?;
+        out.hard_evidence.push(started.elapsed());
+
+        let started = Instant::now();
+        let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let decision = Decision {
+            decided_by: &decider,
+            confidence: Some(0.9),
+            rationale: "",
+            raw_reply: Some(&reply),
+        };
+        merges::reject_candidate(&tx, id, &decision, Timestamp::now())?;
+        tx.commit()?;
+        out.commit.push(started.elapsed());
     }
-    Ok(samples)
+    drop(writer);
+    reset_candidates(store)?;
+    Ok(out)
 }
 
 /// `n` chat requests through the shared HTTP client with `limit` in flight, nothing else.

@@ -17,6 +17,9 @@ use crate::settings::Settings;
 
 pub mod embed;
 pub mod fuzzy;
+pub mod index;
+pub mod mcp;
+pub mod resolve;
 pub mod store;
 
 /// Every suite `crm-bench` can run.
@@ -30,11 +33,19 @@ pub enum Suite {
     Scan(store::ScanArgs),
     /// Contract check, first migration and no-op re-run on a large CRM.
     Migrate(store::MigrateArgs),
+    /// Entity resolution on a large synthetic CRM: quality against the ground truth, time,
+    /// peak RSS, and the no-change re-run.
+    Resolve(resolve::ResolveArgs),
     /// The fuzzy tier's client overhead and throughput against an instant chat server.
     Fuzzy(fuzzy::FuzzyArgs),
+    /// MCP round trips over stdio: get_person, and search at 100k indexed chunks.
+    Mcp(mcp::McpArgs),
     /// BM25 vs fastembed, the local dense model vs llama.cpp, the embeddings client vs raw
     /// server capacity, chunking time per MB.
     Embed(embed::EmbedArgs),
+    /// Full build and incremental syncs of the index (crm-backfill, crm-sync) with an
+    /// instant embedder, hybrid query latency, and the build with the in-process model.
+    Index(index::IndexArgs),
 }
 
 impl Suite {
@@ -45,8 +56,11 @@ impl Suite {
             Suite::Generate(args) => store::generate(ctx, &args),
             Suite::Scan(args) => store::scan(ctx, &args),
             Suite::Migrate(args) => store::migrate(ctx, &args),
+            Suite::Resolve(args) => resolve::run(ctx, &args),
             Suite::Fuzzy(args) => fuzzy::run(ctx, &args),
             Suite::Embed(args) => embed::run(ctx, &args),
+            Suite::Mcp(args) => mcp::run(ctx, &args),
+            Suite::Index(args) => index::run(ctx, &args),
         }
     }
 }

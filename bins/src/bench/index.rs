@@ -1,0 +1,528 @@
+//! `crm-bench index`: building and syncing the search index, and hybrid queries on it.
+//!
+//! The CRM is a synthetic one (`crm_store::synthetic`, `--rows` rows over the four tables
+//! in the proportions of the other suites). Dense vectors come from the instant embeddings
+//! server (`embed::testing`, in this process, dimension `--dim`): an embedder that answers
+//! at once with deterministic vectors, so the figures measure this project and not a
+//! model. Builds and syncs run the real binaries (`crm-backfill`, `crm-sync`, beside
+//! `crm-bench`) as child processes with a settings file of their own, so each one's peak
+//! memory (from its `--json` summary) is its own.
+//!
+//! - **build**: `crm-backfill --recreate` into the embedded engine: chunks/s of the run
+//!   (rendering, chunking, BM25, the embeddings round trips, upserts, records) and the
+//!   optimizer pass after it (HNSW graphs), separately and together; peak RSS. Targets:
+//!   at least 5,000 chunks/s and at most 1 GB on 1M rows.
+//! - **sync-noop**: `crm-sync` right after the build, nothing changed. Target: ≤ 1 s.
+//! - **sync-changed**: `--changed` rows edited (new text, new stamp), then `crm-sync`.
+//!   Target: ≤ 3 s for 1,000 rows.
+//! - **query**: hybrid searches (dense and BM25 prefetches fused by RRF) on the built
+//!   index, in this process, query vectors computed beforehand (query embedding
+//!   excluded): p50 and p99. Targets: ≤ 5 ms and ≤ 20 ms at 1M points.
+//! - **local**: the same build with the in-process model (all-MiniLM-L6-v2 on candle) on a
+//!   smaller CRM (`--local-rows`), in chunks/s; skipped when the model is not fetched.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use crm_store::Timestamp;
+use crm_store::synthetic::{self, SyntheticConfig};
+use embed::testing::{INSTANT_MODEL, InstantEmbeddingServer, InstantServerConfig, instant_vector};
+use embed::{Bm25Config, Bm25Encoder};
+use index_qdrant::{Index, IndexConfig, SearchRequest, SparseVector};
+use rand::prelude::*;
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+use super::{BenchContext, Report, ms, per_sec, percentile};
+use crate::settings::env;
+
+/// Parts of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Full build with the instant embedder.
+    Build,
+    /// Incremental syncs, nothing changed and some rows changed.
+    Sync,
+    /// Hybrid query latency.
+    Query,
+    /// Full build with the in-process model.
+    Local,
+}
+
+/// Flags of `crm-bench index`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IndexArgs {
+    /// Rows of the synthetic CRM, all four tables together.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Rows edited before the "changed" sync.
+    #[arg(long, default_value_t = 1_000)]
+    pub changed: u64,
+    /// Hybrid queries timed.
+    #[arg(long, default_value_t = 2_000)]
+    pub queries: usize,
+    /// Dimension of the instant embedder's vectors (all-MiniLM-L6-v2 has 384).
+    #[arg(long, default_value_t = 384)]
+    pub dim: usize,
+    /// Rows of the smaller CRM the in-process model builds.
+    #[arg(long, default_value_t = 20_000)]
+    pub local_rows: u64,
+    /// Which parts to run (sync and query need a build of the same size in this work dir).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "build,sync,query,local"
+    )]
+    pub parts: Vec<Part>,
+    /// Directory holding `crm-backfill` and `crm-sync` (default: beside `crm-bench`).
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// The four table sizes for `rows` rows, in the other suites' proportions (people : orgs
+/// : interactions : deals = 50 : 5 : 10 : 1).
+fn sizes(rows: u64) -> SyntheticConfig {
+    let unit = rows / 66;
+    let people = rows - unit * 16;
+    SyntheticConfig {
+        people,
+        organizations: unit * 5,
+        interactions: unit * 10,
+        deals: unit,
+        ..SyntheticConfig::default()
+    }
+}
+
+/// A generated CRM, reused when the work dir already has one of this size.
+fn crm(ctx: &BenchContext, rows: u64, name: &str) -> anyhow::Result<PathBuf> {
+    let path = ctx.work_dir.join(format!("{name}-{rows}.db"));
+    if path.exists() {
+        tracing::info!(path = %path.display(), "reusing the generated CRM");
+        return Ok(path);
+    }
+    let bar = crate::progress::spinner(&ctx.terminal, "generate");
+    let report = synthetic::generate(&path, &sizes(rows), &mut |p| {
+        bar.set_message(format!("{} {}/{}", p.table, p.done, p.total));
+    })
+    .with_context(|| format!("generating a CRM of {rows} rows at {}", path.display()))?;
+    bar.finish_and_clear();
+    tracing::info!(seconds = report.seconds, "generated the CRM");
+    Ok(path)
+}
+
+/// One child run's `--json` summary and wall time.
+struct ChildRun {
+    summary: Value,
+    wall: Duration,
+}
+
+impl ChildRun {
+    fn u64(&self, key: &str) -> u64 {
+        self.summary[key].as_u64().unwrap_or(0)
+    }
+
+    fn total(&self, key: &str) -> u64 {
+        self.summary["totals"][key].as_u64().unwrap_or(0)
+    }
+
+    fn outcome(&self) -> &str {
+        self.summary["outcome"].as_str().unwrap_or("?")
+    }
+}
+
+/// Runs `bin` with the settings file `config` and `--json`; the child sees none of the
+/// caller's settings variables.
+fn run_child(bin: &Path, config: &Path, extra: &[&str]) -> anyhow::Result<ChildRun> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(config).arg("--json").args(extra);
+    for (var, _) in env::TABLE {
+        cmd.env_remove(var);
+    }
+    cmd.env_remove(env::CONFIG)
+        .env_remove(env::LOG)
+        .env("RUST_LOG", "warn");
+    let started = Instant::now();
+    let output = cmd
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let wall = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{'));
+    let Some(line) = line else {
+        bail!(
+            "{} printed no summary (exit {:?}): {}",
+            bin.display(),
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let summary: Value = serde_json::from_str(line).context("parsing the child's summary")?;
+    if summary["outcome"] == "failed" || summary["outcome"] == "partial_failure" {
+        bail!(
+            "{} failed: {}",
+            bin.display(),
+            summary["error"].as_str().unwrap_or("(no error)")
+        );
+    }
+    Ok(ChildRun { summary, wall })
+}
+
+/// A settings file for the children: this CRM, this index directory, the instant server
+/// (or the local model when `spark_url` is `None`).
+fn write_settings(
+    dir: &Path,
+    db: &Path,
+    index_dir: &Path,
+    spark_url: Option<&str>,
+    model_dir: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
+    let mut settings = serde_json::json!({
+        "db_path": db,
+        "qdrant": { "embedded_dir": index_dir },
+        "log": { "format": "json", "filter": "warn" },
+    });
+    if let Some(url) = spark_url {
+        settings["spark_control"] = serde_json::json!({
+            "url": url,
+            "embedding_model": INSTANT_MODEL,
+            "max_retries": 0,
+        });
+    }
+    if let Some(model) = model_dir {
+        settings["embedding"] = serde_json::json!({ "local_model_dir": model });
+    }
+    let path = dir.join(format!(
+        "settings-{}.json",
+        index_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("index")
+    ));
+    std::fs::write(&path, serde_json::to_vec_pretty(&settings)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.0} MB", bytes as f64 / 1e6)
+}
+
+/// Edits `n` random people and interactions: new text, stamped now.
+fn edit_rows(db: &Path, n: u64) -> anyhow::Result<()> {
+    let conn = rusqlite::Connection::open(db)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let max_person: i64 = conn.query_row("SELECT max(id) FROM people", [], |r| r.get(0))?;
+    let max_interaction: i64 =
+        conn.query_row("SELECT max(id) FROM interactions", [], |r| r.get(0))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(n);
+    let now = Timestamp::now().to_canonical();
+    let tx = conn.unchecked_transaction()?;
+    for i in 0..n {
+        if i % 2 == 0 {
+            tx.execute(
+                "UPDATE people SET bio = ?1, updated_at = ?2 WHERE id = ?3",
+                rusqlite::params![
+                    format!(
+                        "Edited for the benchmark, revision {i}. Now advises on climate hardware."
+                    ),
+                    now,
+                    rng.random_range(1..=max_person)
+                ],
+            )?;
+        } else {
+            tx.execute(
+                "UPDATE interactions SET body = ?1, updated_at = ?2 WHERE id = ?3",
+                rusqlite::params![
+                    format!(
+                        "Follow-up {i}: the term sheet was signed; diligence starts next week."
+                    ),
+                    now,
+                    rng.random_range(1..=max_interaction)
+                ],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+const QUERIES: &[&str] = &[
+    "series a term sheet board seat",
+    "climate hardware fund in the nordics",
+    "who introduced us to the founder",
+    "follow up on diligence next week",
+    "battery startup pricing",
+    "coffee with the general partner",
+    "lp commitments for fund two",
+    "robotics warehouse automation",
+    "email about the data room",
+    "law firm engagement letter",
+    "pre-seed round lead investor",
+    "quarterly update revenue churn",
+];
+
+/// Runs the suite.
+pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> {
+    ensure!(args.rows >= 66, "--rows must be at least 66");
+    ensure!(
+        args.dim > 0 && args.queries > 0,
+        "--dim and --queries must be at least 1"
+    );
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .context("finding crm-bench's own path")?
+            .parent()
+            .map(Path::to_path_buf)
+            .context("crm-bench has no parent directory")?,
+    };
+    let backfill = bin_dir.join("crm-backfill");
+    let sync = bin_dir.join("crm-sync");
+    for bin in [&backfill, &sync] {
+        ensure!(
+            bin.is_file(),
+            "{} does not exist: build it in the same profile as crm-bench \
+             (cargo build --profile bench -p crm-substrate --bin crm-bench --bin crm-backfill \
+             --bin crm-sync) or pass --bin-dir",
+            bin.display()
+        );
+    }
+
+    let mut report = Report::new("index", &["part", "figure", "value", "target"]);
+    report.figure("rows", args.rows);
+    report.figure("dim", args.dim as u64);
+    let server = InstantEmbeddingServer::start_background(InstantServerConfig::new(args.dim))
+        .context("starting the instant embeddings server")?;
+    let db = crm(ctx, args.rows, "crm")?;
+    let index_dir = ctx.work_dir.join(format!("index-{}", args.rows));
+    let settings = write_settings(&ctx.work_dir, &db, &index_dir, Some(server.url()), None)?;
+
+    if args.parts.contains(&Part::Build) {
+        let run = run_child(&backfill, &settings, &["--recreate"])?;
+        let chunks = run.total("chunks_upserted");
+        let duration = Duration::from_millis(run.u64("duration_ms"));
+        let optimize = Duration::from_millis(run.u64("optimize_ms"));
+        let ingest = duration.saturating_sub(optimize);
+        let rss = run.u64("peak_rss_bytes");
+        let rate = per_sec(chunks, ingest);
+        report.row([
+            "build",
+            "rows indexed",
+            &run.total("rows_indexed").to_string(),
+            "",
+        ]);
+        report.row(["build", "chunks", &chunks.to_string(), ""]);
+        report.row(["build", "ingest chunks/s", &format!("{rate:.0}"), ">= 5000"]);
+        report.row([
+            "build",
+            "optimize (HNSW) s",
+            &format!("{:.1}", optimize.as_secs_f64()),
+            "",
+        ]);
+        report.row([
+            "build",
+            "chunks/s incl. optimize",
+            &format!("{:.0}", per_sec(chunks, duration)),
+            "",
+        ]);
+        report.row([
+            "build",
+            "process wall s",
+            &format!("{:.1}", run.wall.as_secs_f64()),
+            "",
+        ]);
+        report.row(["build", "peak RSS", &mb(rss), "<= 1000 MB"]);
+        report.figure("build_chunks", chunks);
+        report.figure("build_ingest_chunks_per_sec", rate);
+        report.figure("build_optimize_ms", ms(optimize));
+        report.figure(
+            "build_chunks_per_sec_with_optimize",
+            per_sec(chunks, duration),
+        );
+        report.figure("build_wall_ms", ms(run.wall));
+        report.figure("build_peak_rss_bytes", rss);
+        report.figure("build_embedding_requests", server.controls().requests());
+    }
+
+    if args.parts.contains(&Part::Sync) {
+        ensure!(
+            index_dir.exists(),
+            "the sync part needs the build part first (same --rows and --work-dir)"
+        );
+        let noop = run_child(&sync, &settings, &[])?;
+        let noop_ms = noop.u64("duration_ms");
+        report.row([
+            "sync",
+            "nothing changed: run ms",
+            &noop_ms.to_string(),
+            "<= 1000",
+        ]);
+        report.row([
+            "sync",
+            "nothing changed: process wall ms",
+            &format!("{:.0}", ms(noop.wall)),
+            "",
+        ]);
+        report.row([
+            "sync",
+            "nothing changed: outcome",
+            noop.outcome(),
+            "nothing_to_do",
+        ]);
+        report.figure("sync_noop_ms", noop_ms);
+        report.figure("sync_noop_wall_ms", ms(noop.wall));
+
+        edit_rows(&db, args.changed)?;
+        let changed = run_child(&sync, &settings, &[])?;
+        let changed_ms = changed.u64("duration_ms");
+        let label = format!("{} changed: run ms", args.changed);
+        report.row(["sync", &label, &changed_ms.to_string(), "<= 3000"]);
+        report.row([
+            "sync",
+            "changed: rows indexed",
+            &changed.total("rows_indexed").to_string(),
+            "",
+        ]);
+        report.row([
+            "sync",
+            "changed: dependents re-rendered",
+            &changed.total("dependents_checked").to_string(),
+            "",
+        ]);
+        report.row([
+            "sync",
+            "changed: optimize ms",
+            &changed.u64("optimize_ms").to_string(),
+            "",
+        ]);
+        report.row([
+            "sync",
+            "changed: process wall ms",
+            &format!("{:.0}", ms(changed.wall)),
+            "",
+        ]);
+        report.figure("sync_changed_rows", args.changed);
+        report.figure("sync_changed_ms", changed_ms);
+        report.figure("sync_changed_rows_indexed", changed.total("rows_indexed"));
+        report.figure("sync_changed_wall_ms", ms(changed.wall));
+    }
+
+    if args.parts.contains(&Part::Query) {
+        ensure!(
+            index_dir.exists(),
+            "the query part needs the build part first"
+        );
+        let (p50, p99, points) = query_latency(&index_dir, args)?;
+        report.row(["query", "points", &points.to_string(), ""]);
+        report.row(["query", "hybrid p50 ms", &format!("{:.2}", ms(p50)), "<= 5"]);
+        report.row([
+            "query",
+            "hybrid p99 ms",
+            &format!("{:.2}", ms(p99)),
+            "<= 20",
+        ]);
+        report.figure("query_points", points);
+        report.figure("query_hybrid_p50_ms", ms(p50));
+        report.figure("query_hybrid_p99_ms", ms(p99));
+    }
+    drop(server);
+
+    if args.parts.contains(&Part::Local) {
+        let model = ctx.settings.local_model_dir(&ctx.env);
+        if model.join("model.safetensors").is_file() {
+            let db = crm(ctx, args.local_rows, "crm-local")?;
+            let index_dir = ctx
+                .work_dir
+                .join(format!("index-local-{}", args.local_rows));
+            let settings = write_settings(&ctx.work_dir, &db, &index_dir, None, Some(&model))?;
+            let run = run_child(&backfill, &settings, &["--recreate"])?;
+            let chunks = run.total("chunks_upserted");
+            let duration = Duration::from_millis(run.u64("duration_ms"));
+            let rate = per_sec(chunks, duration);
+            let label = format!("{} rows: chunks/s", args.local_rows);
+            report.row(["local model", &label, &format!("{rate:.1}"), ""]);
+            report.row(["local model", "chunks", &chunks.to_string(), ""]);
+            report.row([
+                "local model",
+                "peak RSS",
+                &mb(run.u64("peak_rss_bytes")),
+                "",
+            ]);
+            report.figure("local_rows", args.local_rows);
+            report.figure("local_chunks", chunks);
+            report.figure("local_chunks_per_sec", rate);
+            report.figure("local_peak_rss_bytes", run.u64("peak_rss_bytes"));
+        } else {
+            report.row([
+                "local model",
+                "skipped",
+                "model not fetched (scripts/fetch-model.sh)",
+                "",
+            ]);
+        }
+    }
+    Ok(vec![report])
+}
+
+/// Hybrid search latency on the built index, query vectors computed beforehand.
+fn query_latency(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<(Duration, Duration, u64)> {
+    let bm25 = Bm25Encoder::new(Bm25Config::default())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let requests: Vec<SearchRequest> = (0..args.queries)
+        .map(|i| {
+            let base = QUERIES[i % QUERIES.len()];
+            let extra = QUERIES[rng.random_range(0..QUERIES.len())];
+            let text = if i % 3 == 0 {
+                base.to_owned()
+            } else {
+                format!("{base} {extra}")
+            };
+            let sparse = bm25.query(&text);
+            SearchRequest::hybrid(
+                instant_vector(&text, args.dim),
+                SparseVector::new(sparse.indices, sparse.values),
+                10,
+            )
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let index = Index::open(IndexConfig::embedded(index_dir)).await?;
+        let points = index.info().await?.points_count;
+        // Warm-up: page the index in, as a running server would have it.
+        for request in requests.iter().take(50) {
+            index.search(request).await?;
+        }
+        let mut samples = Vec::with_capacity(requests.len());
+        for request in &requests {
+            let started = Instant::now();
+            let hits = index.search(request).await?;
+            samples.push(started.elapsed());
+            ensure!(!hits.is_empty(), "a hybrid query found nothing");
+        }
+        let p50 = percentile(&mut samples, 50.0).unwrap_or_default();
+        let p99 = percentile(&mut samples, 99.0).unwrap_or_default();
+        Ok((p50, p99, points))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_add_up_in_the_suite_proportions() {
+        for rows in [66, 1_000, 20_000, 1_000_000] {
+            let c = sizes(rows);
+            assert_eq!(c.people + c.organizations + c.interactions + c.deals, rows);
+            assert_eq!(c.organizations, 5 * c.deals);
+        }
+    }
+}
