@@ -11,6 +11,8 @@ mod http;
 mod reads;
 #[path = "mcp_server/review.rs"]
 mod review;
+#[path = "mcp_server/search.rs"]
+mod search;
 #[path = "mcp_server/support.rs"]
 mod support;
 #[path = "mcp_server/tools.rs"]

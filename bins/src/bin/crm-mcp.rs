@@ -30,7 +30,6 @@ struct Args {
     /// Serve Streamable HTTP instead of stdio, on ADDR (e.g. 127.0.0.1:8765) or on
     /// mcp.http_addr when ADDR is left out.
     #[arg(long, value_name = "ADDR")]
-    #[allow(clippy::option_option)]
     http: Option<Option<SocketAddr>>,
 
     /// Remove the write tools from the tool list (same as MCP_READ_ONLY=true).

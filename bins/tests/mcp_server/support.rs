@@ -252,7 +252,18 @@ fn client_config(name: &str) -> ClientConfig {
 
 /// Spawns `crm-mcp` over stdio and connects an rmcp client named `name`.
 pub(crate) async fn stdio(crm: &Crm, args: &[&str], name: &str) -> Client {
-    let (transport, _) = TokioChildProcess::builder(command(crm, args, &[]))
+    stdio_env(crm, args, &[], name).await
+}
+
+/// Like [`stdio`], with extra environment variables.
+pub(crate) async fn stdio_env(
+    crm: &Crm,
+    args: &[&str],
+    env: &[(&str, String)],
+    name: &str,
+) -> Client {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (transport, _) = TokioChildProcess::builder(command(crm, args, &env))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
