@@ -200,7 +200,11 @@ fn install_tracing(
     let filter = if common.quiet {
         EnvFilter::new("warn")
     } else if common.verbose > 0 {
-        EnvFilter::new(if common.verbose == 1 { "debug" } else { "trace" })
+        EnvFilter::new(if common.verbose == 1 {
+            "debug"
+        } else {
+            "trace"
+        })
     } else if let Some(rust_log) = sources.env.get(crate::settings::env::LOG) {
         EnvFilter::try_new(rust_log)
             .with_context(|| format!("${} is not a valid filter", crate::settings::env::LOG))?
@@ -278,8 +282,8 @@ mod tests {
 
     #[test]
     fn broken_pipe_anywhere_in_the_chain_is_recognised() {
-        let err = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe))
-            .context("writing a row");
+        let err =
+            anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe)).context("writing a row");
         assert!(is_broken_pipe(&err));
         let other = anyhow::anyhow!("disk full");
         assert!(!is_broken_pipe(&other));

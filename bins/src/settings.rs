@@ -479,7 +479,10 @@ impl Settings {
         }
         if let Some(url) = &self.spark_control.url {
             check_http_url(url).with_context(|| {
-                format!("spark_control.url (${}) is not usable", env::SPARK_CONTROL_URL)
+                format!(
+                    "spark_control.url (${}) is not usable",
+                    env::SPARK_CONTROL_URL
+                )
             })?;
         }
         if let Some(url) = &self.qdrant.url {
@@ -588,8 +591,7 @@ fn dotenv_values(sources: &Sources) -> anyhow::Result<BTreeMap<String, String>> 
     let iter = dotenvy::from_path_iter(&path)
         .with_context(|| format!("reading env file {}", path.display()))?;
     for item in iter {
-        let (key, value) =
-            item.with_context(|| format!("parsing env file {}", path.display()))?;
+        let (key, value) = item.with_context(|| format!("parsing env file {}", path.display()))?;
         values.insert(key, value);
     }
     Ok(values)
@@ -672,12 +674,11 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let err = Settings::load(&sources(&[(env::SPARK_CONTROL_VERIFY_TLS, "maybe")]))
-            .unwrap_err();
+        let err =
+            Settings::load(&sources(&[(env::SPARK_CONTROL_VERIFY_TLS, "maybe")])).unwrap_err();
         assert!(format!("{err:#}").contains("maybe"), "{err:#}");
 
-        let err = Settings::load(&sources(&[(env::SPARK_CONTROL_URL, "spark.local")]))
-            .unwrap_err();
+        let err = Settings::load(&sources(&[(env::SPARK_CONTROL_URL, "spark.local")])).unwrap_err();
         assert!(format!("{err:#}").contains("spark_control.url"), "{err:#}");
     }
 
