@@ -142,11 +142,19 @@ impl ProgressSink for DropIndexAt {
             && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.at
             && let Some(index) = self.index.lock().unwrap().take()
         {
-            tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current()
+            // On a thread of its own with its own runtime: the sink is called inside the
+            // run's future, and blocking the runtime that drives it (block_in_place on the
+            // test's block_on thread) hung now and then under load.
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
                     .block_on(index.drop_collection())
                     .expect("drop");
-            });
+            })
+            .join()
+            .expect("drop thread");
         }
     }
 }
