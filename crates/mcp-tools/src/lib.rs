@@ -23,7 +23,7 @@
 //! ```no_run
 //! use crm_store::{Store, StoreConfig};
 //! use mcp_tools::{CrmTools, ToolsConfig};
-//! //!
+//!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = Store::open(StoreConfig::new("/data/crm.db"))?;
 //! let tools = CrmTools::new(store, ToolsConfig::default())?;
