@@ -102,6 +102,19 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         .with_context(|| format!("opening the CRM database {}", settings.db_path.display()))
 }
 
+/// What every indexing run needs besides the CRM: the encoder over `embedder` (its
+/// fingerprint read) and the run configuration for the binary `holder`.
+pub async fn prepare(
+    settings: &Settings,
+    env: &BTreeMap<String, String>,
+    embedder: embed::Embedder,
+    holder: &str,
+) -> anyhow::Result<(Arc<Encoder>, SyncConfig)> {
+    let encoder = Arc::new(Encoder::new(Arc::new(embedder)).await?);
+    let config = sync_config(settings, env, holder)?;
+    Ok((encoder, config))
+}
+
 /// Opens the index the settings name and builds an indexer over it.
 pub async fn open_indexer(
     settings: &Settings,

@@ -11,10 +11,9 @@ use clap::Parser;
 use crm_substrate::cli::{self, CommonArgs, Context};
 use crm_substrate::embedding::embedder_from_settings;
 use crm_substrate::indexing::{
-    Bars, EXIT_CODES_HELP, exit_code, open_indexer, open_store, print_failure, print_run,
-    stop_on_signals, sync_config,
+    Bars, EXIT_CODES_HELP, exit_code, open_indexer, open_store, prepare, print_failure, print_run,
+    stop_on_signals,
 };
-use sync_watermark::Encoder;
 
 /// Build the search index from every CRM row.
 ///
@@ -66,11 +65,10 @@ async fn run(ctx: &Context, args: &Args, embedder: embed::Embedder) -> anyhow::R
         Ok(store) => store,
         Err(err) => return print_failure(&err, args.json),
     };
-    let encoder = match Encoder::new(Arc::new(embedder)).await {
-        Ok(encoder) => Arc::new(encoder),
-        Err(err) => return print_failure(&err.into(), args.json),
+    let (encoder, config) = match prepare(settings, &ctx.env, embedder, "crm-backfill").await {
+        Ok(prepared) => prepared,
+        Err(err) => return print_failure(&err, args.json),
     };
-    let config = sync_config(settings, &ctx.env, "crm-backfill")?;
     let bars = Arc::new(Bars::new(&ctx.terminal));
     let indexer = match open_indexer(settings, &store, &encoder, config, bars.clone()).await {
         Ok(indexer) => indexer,

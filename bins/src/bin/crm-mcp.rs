@@ -9,8 +9,8 @@ use clap::Parser;
 use crm_store::{Store, StoreConfig};
 use crm_substrate::cli::{self, CommonArgs, Context};
 use crm_substrate::embedding::dense_from_settings;
+use crm_substrate::indexing::index_config;
 use crm_substrate::settings::Settings;
-use index_qdrant::{ApiKey, IndexConfig};
 use mcp_tools::http::{CancellationToken, HttpConfig};
 use mcp_tools::search::DenseModel;
 use mcp_tools::{CrmTools, SearchBackend, SearchConfig, ToolsConfig};
@@ -64,17 +64,6 @@ fn main() -> ExitCode {
         runtime.block_on(run(&ctx.settings, dense, args.http.is_some()))?;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// Where the index is: a Qdrant server when `qdrant.url` is set, else the embedded
-/// engine beside the database.
-fn index_config(settings: &Settings) -> IndexConfig {
-    let q = &settings.qdrant;
-    let config = match &q.url {
-        Some(url) => IndexConfig::server(url, q.api_key.as_ref().map(|k| ApiKey::new(k.expose()))),
-        None => IndexConfig::embedded(settings.embedded_index_dir()),
-    };
-    config.with_collection(&q.collection)
 }
 
 async fn run(settings: &Settings, dense: DenseModel, http: bool) -> anyhow::Result<()> {

@@ -14,8 +14,8 @@ use clap::Parser;
 use crm_substrate::cli::{self, CommonArgs, Context};
 use crm_substrate::embedding::embedder_from_settings;
 use crm_substrate::indexing::{
-    self, Bars, EXIT_DIFFERENCES, exit_code, open_indexer, open_store, print_failure, print_run,
-    stop_on_signals, sync_config,
+    self, Bars, EXIT_DIFFERENCES, exit_code, open_indexer, open_store, prepare, print_failure,
+    print_run, stop_on_signals,
 };
 use sync_watermark::{CancellationToken, Encoder, FailureKind, RunReport, SyncError};
 
@@ -97,11 +97,10 @@ async fn run(ctx: &Context, args: &Args, embedder: embed::Embedder) -> anyhow::R
         Ok(store) => store,
         Err(err) => return print_failure(&err, args.json),
     };
-    let encoder = match Encoder::new(Arc::new(embedder)).await {
-        Ok(encoder) => Arc::new(encoder),
-        Err(err) => return print_failure(&err.into(), args.json),
+    let (encoder, config) = match prepare(settings, &ctx.env, embedder, "crm-sync").await {
+        Ok(prepared) => prepared,
+        Err(err) => return print_failure(&err, args.json),
     };
-    let config = sync_config(settings, &ctx.env, "crm-sync")?;
     let bars = Arc::new(Bars::new(&ctx.terminal));
 
     if args.verify {

@@ -10,7 +10,7 @@ use crm_store::Store;
 use crm_store::synthetic::{self, GenerationReport};
 use crm_substrate::cli::{self, Context};
 use crm_substrate::embedding::{dense_from_settings, embedder_from_settings};
-use crm_substrate::indexing::{self, Bars, open_indexer, open_store, stop_on_signals, sync_config};
+use crm_substrate::indexing::{self, Bars, open_indexer, open_store, prepare, stop_on_signals};
 use crm_substrate::resolving::{ResolveBars, resolve_config, run_options, thousands};
 use entity_resolve::quality::{QualityReport, score_against_truth};
 use entity_resolve::{EntityKind, Progress as _, ResolveSummary, resolve};
@@ -19,7 +19,7 @@ use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sync_watermark::{Encoder, RunOutcome, RunReport};
+use sync_watermark::{RunOutcome, RunReport};
 
 use super::{RunArgs, generate_crm, run_default, summary};
 
@@ -249,8 +249,7 @@ async fn index_step(
     recreate: bool,
 ) -> anyhow::Result<RunReport> {
     let stop = stop_on_signals();
-    let encoder = Arc::new(Encoder::new(Arc::new(embedder)).await?);
-    let config = sync_config(&ctx.settings, &ctx.env, "crm-demo")?;
+    let (encoder, config) = prepare(&ctx.settings, &ctx.env, embedder, "crm-demo").await?;
     let bars = Arc::new(Bars::new(&ctx.terminal));
     // The indexer holds the embedded index's lock; it is dropped before searching.
     let indexer = open_indexer(&ctx.settings, store, &encoder, config, bars.clone()).await?;
