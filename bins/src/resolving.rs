@@ -29,7 +29,7 @@ pub fn resolve_config(ctx: &Context) -> anyhow::Result<ResolveConfig> {
 }
 
 /// Run options for the binary `name`: a unique lease holder and this host's name.
-pub fn run_options(ctx: &Context, name: &str, dry_run: bool) -> RunOptions {
+pub fn run_options(ctx: &Context, name: &str, dry_run: bool, full: bool) -> RunOptions {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -37,6 +37,7 @@ pub fn run_options(ctx: &Context, name: &str, dry_run: bool) -> RunOptions {
         dry_run,
         holder: format!("{name}-{}-{nanos}", std::process::id()),
         hostname: crate::indexing::hostname(&ctx.env),
+        full,
     }
 }
 
@@ -111,6 +112,28 @@ pub fn render_summary(s: &ResolveSummary) -> String {
     let _ = writeln!(out, "{title}\n");
     let _ = writeln!(out, "| | organizations | people |\n| --- | ---: | ---: |");
     let (o, p) = (&s.organizations, &s.people);
+    if s.unchanged {
+        for (label, f) in [
+            ("rows resolved", (|k| k.rows) as fn(&KindSummary) -> u64),
+            ("entities", |k| k.entities),
+        ] {
+            let _ = writeln!(out, "| {label} | {} | {} |", n(f(o)), n(f(p)));
+        }
+        let since = s
+            .unchanged_since_run
+            .map_or_else(String::new, |id| format!(" (ingest_runs.id = {id})"));
+        let _ = writeln!(
+            out,
+            "\nnothing changed since the last run{since}: the CRM rows, the entity \
+             tables and the rules are as it left them, so nothing was computed or written \
+             (--full computes anyway)"
+        );
+        let _ = writeln!(out, "time: {:.1} s", s.elapsed_ms as f64 / 1000.0);
+        if let Some(id) = s.run_id {
+            let _ = writeln!(out, "run logged as ingest_runs.id = {id}");
+        }
+        return out;
+    }
     type Field = fn(&KindSummary) -> String;
     let rows: [(&str, Field); 17] = [
         ("rows resolved", |k| thousands(k.rows)),

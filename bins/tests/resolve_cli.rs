@@ -80,13 +80,26 @@ fn dry_run_writes_nothing_then_a_run_writes_and_a_rerun_writes_nothing() {
 
     let second = json(&resolve(dir.path(), &["--json"]));
     assert_eq!(second["entity_writes"], 0, "{second}");
+    assert_eq!(second["unchanged"], true, "{second}");
+    assert_eq!(second["unchanged_since_run"], first["run_id"], "{second}");
     assert_eq!(second["people"]["entities"], first["people"]["entities"]);
+    assert_eq!(second["input_fingerprint"], first["input_fingerprint"]);
 
-    // The text summary names the figures.
+    // The text summary says why nothing was done.
     let out = resolve(dir.path(), &[]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("| rows resolved |"), "{text}");
+    assert!(
+        text.contains("nothing changed since the last run"),
+        "{text}"
+    );
+
+    // --full computes, finds nothing to write, and names every figure.
+    let out = resolve(dir.path(), &["--full"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("| links added / moved |"), "{text}");
     assert!(text.contains("wrote 0 rows to the entity tables"), "{text}");
 }
 

@@ -16,7 +16,9 @@ use entity_resolve::{Progress as _, resolve};
 /// name), and flag the pairs that might be for the fuzzy tier.
 ///
 /// Only the differences from the last run are written, in short transactions; a
-/// re-run with no CRM change writes nothing to the entity tables. Merges decided by
+/// re-run with no CRM change writes nothing to the entity tables, and when neither the
+/// CRM rows nor the entity tables changed since the last run it stops after reading
+/// them (it says so; --full computes anyway). Merges decided by
 /// the fuzzy tier or a person are kept; undone merges stay split. The rules and the
 /// summary are explained in crates/entity-resolve/README.md.
 #[derive(Debug, Parser)]
@@ -28,6 +30,11 @@ struct Args {
     /// Compute and print what would change; write nothing.
     #[arg(long)]
     dry_run: bool,
+
+    /// Compute in full even when nothing changed since the last run (for instance after
+    /// editing the entity tables by hand while a run was writing).
+    #[arg(long)]
+    full: bool,
 
     /// Print the summary as one JSON line instead of a table.
     #[arg(long)]
@@ -53,7 +60,7 @@ fn main() -> ExitCode {
         let store = Store::open(StoreConfig::new(db))
             .with_context(|| format!("opening the CRM database {}", db.display()))?;
         let mut conn = store.writer()?;
-        let options = run_options(&ctx, "crm-resolve", args.dry_run);
+        let options = run_options(&ctx, "crm-resolve", args.dry_run, args.full);
         let bars = ResolveBars::new(&ctx.terminal);
         let summary = resolve(&mut conn, &config, &options, &bars)
             .with_context(|| format!("resolving entities in {}", db.display()))?;

@@ -57,7 +57,10 @@ mod timestamp;
 
 pub use error::{MissingItem, StoreError};
 pub use render::{Document, DocumentFields, DocumentKind};
-pub use rows::{Deal, Interaction, Organization, Person, SourceRow, SourceTable};
+pub use rows::{
+    Deal, IdentityRow, Interaction, Organization, OrganizationIdentity, Person, PersonIdentity,
+    SourceRow, SourceTable,
+};
 pub use store::{PooledConn, Store, StoreConfig, open_connection};
 pub use timestamp::{EPOCH_TEXT, NORMALISED_UPDATED_AT, Timestamp, Watermark};
 

@@ -10,7 +10,9 @@ use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{StoreError, sql};
-use crate::rows::{Deal, Interaction, Organization, Person, SourceRow, SourceTable, text};
+use crate::rows::{
+    Deal, IdentityRow, Interaction, Organization, Person, SourceRow, SourceTable, text,
+};
 use crate::timestamp::{NORMALISED_UPDATED_AT, Timestamp, Watermark, normalised_sql};
 
 /// The most ids bound in one `IN (...)` list.
@@ -201,6 +203,32 @@ pub fn rows_after_id<R: SourceRow>(
         .map_err(sql(format!("paging `{table}` by id")))?;
     R::attach(conn, &mut rows)?;
     Ok(rows)
+}
+
+/// Up to `limit` live rows (not soft-deleted) with id greater than `after_id`, ordered
+/// by id, reading only the identifying columns: the lean scan entity resolution pages
+/// over a whole table with. A row counts as live exactly when the full row types read
+/// `deleted_at` as `None` (NULL, empty or blank).
+pub fn live_identities_after_id<R: IdentityRow>(
+    conn: &Connection,
+    after_id: Option<i64>,
+    limit: usize,
+) -> Result<Vec<R>, StoreError> {
+    let table = R::TABLE.as_str();
+    let query = format!(
+        "SELECT {} FROM {table} WHERE id > ?1 AND NULLIF(TRIM(deleted_at), '') IS NULL \
+         ORDER BY id LIMIT ?2",
+        R::COLUMNS
+    );
+    let mut stmt = conn
+        .prepare_cached(&query)
+        .map_err(sql(format!("paging live `{table}` rows by id")))?;
+    stmt.query_map(
+        rusqlite::params![after_id.unwrap_or(i64::MIN), limit_param(limit)],
+        R::from_row,
+    )
+    .and_then(Iterator::collect::<rusqlite::Result<Vec<R>>>)
+    .map_err(sql(format!("paging live `{table}` rows by id")))
 }
 
 /// Up to `limit` ids greater than `after_id`, ascending.

@@ -504,6 +504,132 @@ impl SourceRow for Deal {
     }
 }
 
+/// The fields of a live person row that identify who it is: what entity resolution
+/// reads, without the biography and timestamps (a lean read of a million rows).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PersonIdentity {
+    /// Primary key.
+    pub id: i64,
+    /// Given name.
+    pub first_name: Option<String>,
+    /// Family name.
+    pub last_name: Option<String>,
+    /// Full name as written (may be empty in messy data).
+    pub full_name: String,
+    /// Email, as written.
+    pub email: Option<String>,
+    /// Phone, as written.
+    pub phone: Option<String>,
+    /// Job title.
+    pub title: Option<String>,
+    /// Employer, when the key is usable.
+    pub organization_id: Option<i64>,
+    /// LinkedIn URL.
+    pub linkedin_url: Option<String>,
+    /// Location.
+    pub location: Option<String>,
+}
+
+/// The fields of a live organisation row that identify it (see [`PersonIdentity`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OrganizationIdentity {
+    /// Primary key.
+    pub id: i64,
+    /// Name as written (may be empty in messy data).
+    pub name: String,
+    /// Free-text kind.
+    pub kind: Option<String>,
+    /// Web domain, as written.
+    pub domain: Option<String>,
+    /// Website URL.
+    pub website: Option<String>,
+    /// Location.
+    pub location: Option<String>,
+}
+
+/// A lean row type read by [`crate::queries::live_identities_after_id`].
+pub trait IdentityRow: Sized {
+    /// The table.
+    const TABLE: SourceTable;
+    /// The columns, in `from_row` order (`id` first).
+    const COLUMNS: &'static str;
+    /// The row's id.
+    fn id(&self) -> i64;
+    /// Decodes a row leniently, like the full row types.
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self>;
+}
+
+impl IdentityRow for PersonIdentity {
+    const TABLE: SourceTable = SourceTable::People;
+    const COLUMNS: &'static str = "id, first_name, last_name, full_name, email, phone, title, \
+                                   organization_id, linkedin_url, location";
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            first_name: opt_text(row, 1)?,
+            last_name: opt_text(row, 2)?,
+            full_name: text(row, 3)?.unwrap_or_default(),
+            email: opt_text(row, 4)?,
+            phone: opt_text(row, 5)?,
+            title: opt_text(row, 6)?,
+            organization_id: opt_id(row, 7)?,
+            linkedin_url: opt_text(row, 8)?,
+            location: opt_text(row, 9)?,
+        })
+    }
+}
+
+impl IdentityRow for OrganizationIdentity {
+    const TABLE: SourceTable = SourceTable::Organizations;
+    const COLUMNS: &'static str = "id, name, kind, domain, website, location";
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            name: text(row, 1)?.unwrap_or_default(),
+            kind: opt_text(row, 2)?,
+            domain: opt_text(row, 3)?,
+            website: opt_text(row, 4)?,
+            location: opt_text(row, 5)?,
+        })
+    }
+}
+
+impl From<&Person> for PersonIdentity {
+    fn from(p: &Person) -> Self {
+        Self {
+            id: p.id,
+            first_name: p.first_name.clone(),
+            last_name: p.last_name.clone(),
+            full_name: p.full_name.clone(),
+            email: p.email.clone(),
+            phone: p.phone.clone(),
+            title: p.title.clone(),
+            organization_id: p.organization_id,
+            linkedin_url: p.linkedin_url.clone(),
+            location: p.location.clone(),
+        }
+    }
+}
+
+impl From<&Organization> for OrganizationIdentity {
+    fn from(o: &Organization) -> Self {
+        Self {
+            id: o.id,
+            name: o.name.clone(),
+            kind: o.kind.clone(),
+            domain: o.domain.clone(),
+            website: o.website.clone(),
+            location: o.location.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

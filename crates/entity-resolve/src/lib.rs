@@ -23,7 +23,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = crm_store::Store::open(crm_store::StoreConfig::new("/data/crm.db"))?;
 //! let mut conn = store.writer()?;
-//! let options = RunOptions { dry_run: false, holder: "run-1".into(), hostname: "box".into() };
+//! let options = RunOptions { dry_run: false, holder: "run-1".into(), hostname: "box".into(), full: false };
 //! let summary = resolve(&mut conn, &ResolveConfig::default(), &options, &NoProgress)?;
 //! println!("{} people entities, {} new candidates", summary.people.entities, summary.people.candidates_new);
 //! # Ok(())
@@ -34,6 +34,7 @@ mod assign;
 mod candidates;
 mod cluster;
 mod error;
+mod fingerprint;
 mod ids;
 pub mod merges;
 mod nicknames;

@@ -2,7 +2,7 @@
 
 use std::hash::{BuildHasher, Hash};
 
-use crm_store::{Organization, Person};
+use crm_store::{OrganizationIdentity, PersonIdentity};
 
 use crate::normalize::{
     Email, LinkedinId, OrgName, PersonName, Phone, PhoneRegion, fold, org_domain_from_email,
@@ -39,7 +39,7 @@ pub(crate) struct OrgRecord {
 }
 
 impl OrgRecord {
-    pub(crate) fn from_row(row: &Organization) -> Self {
+    pub(crate) fn from_row(row: &OrganizationIdentity) -> Self {
         let mut domains = Vec::new();
         let mut linkedin = None;
         for raw in [row.domain.as_deref(), row.website.as_deref()]
@@ -92,7 +92,8 @@ pub(crate) struct PersonRecord {
 }
 
 impl PersonRecord {
-    pub(crate) fn from_row(row: &Person, region: PhoneRegion) -> Self {
+    /// Normalises a row whose phone key was computed apart (see [`phone_key`]).
+    pub(crate) fn with_phone(row: &PersonIdentity, phone: Option<String>) -> Self {
         let name = PersonName::parse(
             row.first_name.as_deref(),
             row.last_name.as_deref(),
@@ -100,11 +101,6 @@ impl PersonRecord {
         );
         let email = row.email.as_deref().and_then(Email::parse);
         let email_domain = email.as_ref().and_then(org_domain_from_email);
-        let phone = row
-            .phone
-            .as_deref()
-            .and_then(|p| Phone::parse(p, region))
-            .map(|p| p.e164);
         let linkedin = match row.linkedin_url.as_deref().and_then(LinkedinId::parse) {
             Some(LinkedinId::Profile(slug)) => Some(slug),
             _ => None,
@@ -136,6 +132,16 @@ impl PersonRecord {
             display: display(&display_source),
         }
     }
+}
+
+/// A person row's phone key: E.164 without the extension. Kept apart from the rest of
+/// the normalisation because libphonenumber's metadata serialises every parse behind
+/// one lock: a run parses phones on one thread while the other normalises the rest.
+pub(crate) fn phone_key(row: &PersonIdentity, region: PhoneRegion) -> Option<String> {
+    row.phone
+        .as_deref()
+        .and_then(|p| Phone::parse(p, region))
+        .map(|p| p.e164)
 }
 
 /// The hash of a folded free-text field (location, kind, title), `None` when empty.

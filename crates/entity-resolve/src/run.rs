@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use crm_store::phase0::{self, LeaseOutcome, LeaseRequest, RunStatus};
-use crm_store::{Organization, Person, Timestamp, queries};
+use crm_store::{OrganizationIdentity, PersonIdentity, Timestamp, queries};
 use rayon::prelude::*;
 use rusqlite::{Connection, TransactionBehavior};
 use serde::{Deserialize, Serialize};
@@ -13,11 +13,12 @@ use crate::assign::{Assignment, assign};
 use crate::candidates::{self, CandidateStats, Proposed, to_entity_pairs};
 use crate::cluster::{Clusters, Evidence, EvidenceKind};
 use crate::error::{ResolveError, sqlite};
+use crate::fingerprint::{self, HashRow, InputHasher};
 use crate::ids::{EntityId, EntityKind, LinkRule};
 use crate::nicknames::Nicknames;
 use crate::normalize::PhoneRegion;
 use crate::plan::{Computed, KindPlan, LinkChange, diff};
-use crate::records::{OrgRecord, PersonRecord, key_hash};
+use crate::records::{OrgRecord, PersonRecord, key_hash, phone_key};
 use crate::rules::{BlockedLink, Linker, link_organizations, link_people};
 use crate::similarity::{Reason, Reasons};
 use crate::state::StoredState;
@@ -87,6 +88,9 @@ pub struct RunOptions {
     pub holder: String,
     /// This host's name (a lease held by a dead process of this host is taken over).
     pub hostname: String,
+    /// Compute in full even when nothing changed since the last run (see
+    /// [`ResolveSummary::unchanged`]).
+    pub full: bool,
 }
 
 /// A phase of the run, for progress display.
@@ -206,11 +210,22 @@ pub struct KindSummary {
 
 /// What a run did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ResolveSummary {
     /// Nothing was written.
     pub dry_run: bool,
     /// The `ingest_runs` row, when written.
     pub run_id: Option<i64>,
+    /// The input (CRM rows, entity tables, rules, tuning) is exactly what the last
+    /// successful run left: nothing was computed, nothing can change. The kind
+    /// summaries then hold only `rows` and `entities`.
+    pub unchanged: bool,
+    /// With `unchanged`, the run whose output this is.
+    pub unchanged_since_run: Option<i64>,
+    /// The hash of this run's input as it stands after the run, recorded so the next
+    /// run can tell whether anything changed; `None` when it cannot be known (a dry run,
+    /// or someone else decided a merge or a candidate while this run wrote).
+    pub input_fingerprint: Option<String>,
     /// Organisations.
     pub organizations: KindSummary,
     /// People.
@@ -343,25 +358,78 @@ fn run_inner(
         *timer = Instant::now();
     };
     // One read transaction: a consistent snapshot of rows and state.
-    let (orgs, people, org_state, person_state) = {
+    let snapshot = {
         let tx = conn
             .transaction()
             .map_err(sqlite("starting the read snapshot"))?;
         let counts = queries::row_counts(&tx)?;
         progress.start(Phase::ReadOrganizations, Some(counts.organizations));
-        let orgs = read_organizations(&tx, config.read_page, progress)?;
+        let (org_rows, org_hash) =
+            read_identities::<OrganizationIdentity>(&tx, config.read_page, progress)?;
         progress.finish();
         progress.start(Phase::ReadPeople, Some(counts.people));
-        let people = read_people(&tx, config.read_page, config.default_region, progress)?;
+        let (person_rows, person_hash) =
+            read_identities::<PersonIdentity>(&tx, config.read_page, progress)?;
         progress.finish();
         progress.start(Phase::ReadState, None);
-        let org_state = StoredState::load(&tx, EntityKind::Organization)?;
-        let person_state = StoredState::load(&tx, EntityKind::Person)?;
+        let state_before = fingerprint::state_hash(&tx)?;
+        let decisions_before = fingerprint::foreign_decisions(&tx)?;
+        let input = fingerprint::combine(config, &org_hash, &person_hash, &state_before);
+        let previous = fingerprint::last_recorded(&tx)?;
+        let snapshot = match previous {
+            Some(p) if p.fingerprint == input && !options.full => Snapshot::Unchanged {
+                previous: p,
+                organizations: org_rows.len() as u64,
+                people: person_rows.len() as u64,
+            },
+            _ => Snapshot::Changed(Box::new(ChangedSnapshot {
+                org_state: StoredState::load(&tx, EntityKind::Organization)?,
+                person_state: StoredState::load(&tx, EntityKind::Person)?,
+                org_rows,
+                person_rows,
+                org_hash,
+                person_hash,
+                input,
+                decisions_before,
+            })),
+        };
         progress.finish();
         tx.finish().map_err(sqlite("ending the read snapshot"))?;
-        (orgs, people, org_state, person_state)
+        snapshot
     };
     lap("read", &mut timer);
+    let changed = match snapshot {
+        Snapshot::Unchanged {
+            previous,
+            organizations,
+            people,
+        } => {
+            return Ok(unchanged_summary(
+                options,
+                previous,
+                organizations,
+                people,
+                phase_ms,
+                started,
+            ));
+        }
+        Snapshot::Changed(c) => *c,
+    };
+    let ChangedSnapshot {
+        org_state,
+        person_state,
+        org_rows,
+        person_rows,
+        org_hash,
+        person_hash,
+        input,
+        decisions_before,
+    } = changed;
+    let orgs: Vec<OrgRecord> = org_rows.par_iter().map(OrgRecord::from_row).collect();
+    drop(org_rows);
+    let people = normalize_people(&person_rows, config.default_region);
+    drop(person_rows);
+    lap("normalize", &mut timer);
     tracing::debug!(
         organizations = orgs.len(),
         people = people.len(),
@@ -519,9 +587,41 @@ fn run_inner(
         progress.finish();
     }
     lap("write", &mut timer);
+    let input_fingerprint = if options.dry_run {
+        None
+    } else if entity_writes == 0 {
+        Some(input)
+    } else {
+        // What this run left, unless someone else decided something meanwhile.
+        let tx = conn
+            .transaction()
+            .map_err(sqlite("reading the entity tables back"))?;
+        let decisions_after = fingerprint::foreign_decisions(&tx)?;
+        let fp = if decisions_after == decisions_before {
+            let state_after = fingerprint::state_hash(&tx)?;
+            Some(fingerprint::combine(
+                config,
+                &org_hash,
+                &person_hash,
+                &state_after,
+            ))
+        } else {
+            tracing::info!(
+                "merges or candidates were decided during the run: the next run computes in full"
+            );
+            None
+        };
+        tx.finish()
+            .map_err(sqlite("reading the entity tables back"))?;
+        lap("fingerprint", &mut timer);
+        fp
+    };
     let summary = ResolveSummary {
         dry_run: options.dry_run,
         run_id: None,
+        unchanged: false,
+        unchanged_since_run: None,
+        input_fingerprint,
         organizations: org_result.summary,
         people: person_result.summary,
         entity_writes,
@@ -559,47 +659,116 @@ fn renew(conn: &Connection, holder: &str, ttl: Duration) -> Result<(), ResolveEr
     Ok(())
 }
 
-fn read_organizations(
+/// Reads the live rows of one table in pages of `page`, hashing them as they come.
+fn read_identities<R: HashRow + Send>(
     conn: &Connection,
     page: usize,
     progress: &dyn Progress,
-) -> Result<Vec<OrgRecord>, ResolveError> {
+) -> Result<(Vec<R>, String), ResolveError> {
     let mut out = Vec::new();
+    let mut hash = InputHasher::new(R::TABLE.as_str());
     let mut after = None;
     loop {
-        let rows: Vec<Organization> = queries::rows_after_id(conn, after, page)?;
+        let rows: Vec<R> = queries::live_identities_after_id(conn, after, page)?;
         let Some(last) = rows.last() else { break };
-        after = Some(last.id);
+        after = Some(last.id());
         progress.advance(rows.len() as u64);
-        out.par_extend(
-            rows.par_iter()
-                .filter(|o| o.deleted_at.is_none())
-                .map(OrgRecord::from_row),
-        );
+        for r in &rows {
+            r.hash_into(&mut hash);
+        }
+        out.extend(rows);
     }
-    Ok(out)
+    Ok((out, hash.finish()))
 }
 
-fn read_people(
-    conn: &Connection,
-    page: usize,
-    region: PhoneRegion,
-    progress: &dyn Progress,
-) -> Result<Vec<PersonRecord>, ResolveError> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let rows: Vec<Person> = queries::rows_after_id(conn, after, page)?;
-        let Some(last) = rows.last() else { break };
-        after = Some(last.id);
-        progress.advance(rows.len() as u64);
-        out.par_extend(
+/// Normalises people rows. libphonenumber's metadata serialises every parse behind one
+/// lock, and phones are most of the work: one thread parses them while the others
+/// normalise everything else.
+fn normalize_people(rows: &[PersonIdentity], region: PhoneRegion) -> Vec<PersonRecord> {
+    let (phones, mut records) = rayon::join(
+        || {
+            rows.iter()
+                .map(|r| phone_key(r, region))
+                .collect::<Vec<_>>()
+        },
+        || {
             rows.par_iter()
-                .filter(|p| p.deleted_at.is_none())
-                .map(|p| PersonRecord::from_row(p, region)),
-        );
+                .map(|r| PersonRecord::with_phone(r, None))
+                .collect::<Vec<_>>()
+        },
+    );
+    for (record, phone) in records.iter_mut().zip(phones) {
+        record.phone = phone;
     }
-    Ok(out)
+    records
+}
+
+/// What the read snapshot found.
+enum Snapshot {
+    /// Exactly the input the last successful run left.
+    Unchanged {
+        previous: fingerprint::Recorded,
+        organizations: u64,
+        people: u64,
+    },
+    /// Something changed (or a full run was asked for).
+    Changed(Box<ChangedSnapshot>),
+}
+
+struct ChangedSnapshot {
+    org_state: StoredState,
+    person_state: StoredState,
+    org_rows: Vec<OrganizationIdentity>,
+    person_rows: Vec<PersonIdentity>,
+    org_hash: String,
+    person_hash: String,
+    input: String,
+    decisions_before: String,
+}
+
+/// The summary of a run that found its input unchanged.
+fn unchanged_summary(
+    options: &RunOptions,
+    previous: fingerprint::Recorded,
+    organizations: u64,
+    people: u64,
+    phase_ms: BTreeMap<String, u64>,
+    started: Instant,
+) -> ResolveSummary {
+    let entities = |kind: &str| {
+        previous
+            .summary
+            .get(kind)
+            .and_then(|k| k.get("entities"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let summary = ResolveSummary {
+        dry_run: options.dry_run,
+        run_id: None,
+        unchanged: true,
+        unchanged_since_run: Some(previous.run_id),
+        input_fingerprint: (!options.dry_run).then_some(previous.fingerprint),
+        organizations: KindSummary {
+            rows: organizations,
+            entities: entities("organizations"),
+            ..KindSummary::default()
+        },
+        people: KindSummary {
+            rows: people,
+            entities: entities("people"),
+            ..KindSummary::default()
+        },
+        entity_writes: 0,
+        phase_ms,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    };
+    tracing::info!(
+        since_run = previous.run_id,
+        elapsed_ms = summary.elapsed_ms,
+        "resolve input unchanged since the last run: nothing to do"
+    );
+    summary
 }
 
 /// Counts of recorded merges applied.

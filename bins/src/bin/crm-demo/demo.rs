@@ -179,7 +179,7 @@ fn resolve_step(
 ) -> anyhow::Result<(ResolveSummary, Option<Quality>, u64)> {
     let db = &ctx.settings.db_path;
     let config = resolve_config(ctx)?;
-    let options = run_options(ctx, "crm-demo", false);
+    let options = run_options(ctx, "crm-demo", false, false);
     let bars = ResolveBars::new(&ctx.terminal);
     let mut conn = store.writer()?;
     let summary = resolve(&mut conn, &config, &options, &bars)

@@ -2,7 +2,10 @@
 //! huge fields. Nothing may panic or fail a read; everything renders.
 
 use crm_store::render::{self, Renderable};
-use crm_store::{Deal, Interaction, Organization, Person, SourceTable, Timestamp, queries};
+use crm_store::{
+    Deal, IdentityRow, Interaction, Organization, OrganizationIdentity, Person, PersonIdentity,
+    SourceRow, SourceTable, Timestamp, queries,
+};
 use proptest::prelude::*;
 use rusqlite::params;
 use rusqlite::types::Value;
@@ -94,6 +97,8 @@ proptest! {
             ).unwrap();
         }
         let conn = store.reader().unwrap();
+        lean_read_agrees::<Organization, OrganizationIdentity>(&conn);
+        lean_read_agrees::<Person, PersonIdentity>(&conn);
         render_all::<Organization>(&conn, &[1]);
         let people = render_all::<Person>(&conn, &[1]);
         let interactions = render_all::<Interaction>(&conn, &[1]);
@@ -106,6 +111,62 @@ proptest! {
             prop_assert_eq!(page.documents.len(), 1);
         }
     }
+}
+
+/// The lean identity scan reads exactly the live rows the full scan reads as live, with
+/// the same values.
+fn lean_read_agrees<R, I>(conn: &rusqlite::Connection)
+where
+    R: SourceRow,
+    I: IdentityRow + for<'a> From<&'a R> + PartialEq + std::fmt::Debug,
+{
+    let full: Vec<R> = queries::rows_after_id(conn, None, 1000).unwrap();
+    let expected: Vec<I> = full
+        .iter()
+        .filter(|r| r.deleted_at().is_none())
+        .map(I::from)
+        .collect();
+    let lean: Vec<I> = queries::live_identities_after_id(conn, None, 1000).unwrap();
+    assert_eq!(lean, expected);
+    // Paging from the last id yields nothing more.
+    if let Some(last) = lean.last() {
+        let rest: Vec<I> = queries::live_identities_after_id(conn, Some(last.id()), 10).unwrap();
+        assert!(rest.is_empty());
+    }
+}
+
+#[test]
+fn lean_identity_reads_skip_deleted_rows_and_page() {
+    let (t, store) = TempCrm::created();
+    {
+        let c = t.raw();
+        for (id, deleted) in [
+            (1, "NULL"),
+            (2, "''"),
+            (3, "'   '"),
+            (4, "'2026-01-01'"),
+            (5, "'garbage'"),
+            (6, "0"),
+            (7, "NULL"),
+        ] {
+            c.execute(
+                &format!(
+                    "INSERT INTO organizations (id, name, created_at, updated_at, deleted_at) \
+                     VALUES ({id}, 'Org {id}', '2026-01-01', '2026-01-01', {deleted})"
+                ),
+                [],
+            )
+            .unwrap();
+        }
+    }
+    let conn = store.reader().unwrap();
+    lean_read_agrees::<Organization, OrganizationIdentity>(&conn);
+    let first: Vec<OrganizationIdentity> =
+        queries::live_identities_after_id(&conn, None, 2).unwrap();
+    assert_eq!(first.iter().map(|o| o.id).collect::<Vec<_>>(), vec![1, 2]);
+    let next: Vec<OrganizationIdentity> =
+        queries::live_identities_after_id(&conn, Some(2), 2).unwrap();
+    assert_eq!(next.iter().map(|o| o.id).collect::<Vec<_>>(), vec![3, 7]);
 }
 
 #[test]
@@ -143,6 +204,8 @@ fn wrong_types_and_invalid_utf8_read_leniently() {
     let conn = store.reader().unwrap();
     let orgs: Vec<Organization> = queries::rows_by_ids(&conn, &[1]).unwrap();
     assert_eq!(orgs[0].name, "42");
+    lean_read_agrees::<Organization, OrganizationIdentity>(&conn);
+    lean_read_agrees::<Person, PersonIdentity>(&conn);
     let people: Vec<Person> = queries::rows_by_ids(&conn, &[2]).unwrap();
     assert_eq!(people[0].full_name, "Jo\u{FFFD}\u{FFFD}e");
     assert_eq!(people[0].email.as_deref(), Some("12345"));

@@ -7,3 +7,4 @@ mod e2e;
 mod merges;
 mod rules;
 mod runs;
+mod unchanged;

@@ -286,6 +286,7 @@ fn a_second_run_waits_for_the_lease() {
         dry_run: false,
         holder: "me".into(),
         hostname: "test-host".into(),
+        full: false,
     };
     let err = resolve(&mut conn, &ResolveConfig::default(), &options, &NoProgress).unwrap_err();
     assert!(matches!(err, ResolveError::Busy { .. }), "{err}");
@@ -314,6 +315,7 @@ fn bad_configuration_is_refused() {
         dry_run: true,
         holder: "me".into(),
         hostname: "h".into(),
+        full: false,
     };
     let config = ResolveConfig {
         write_batch: 0,

@@ -46,6 +46,7 @@ impl Crm {
             dry_run,
             holder: format!("test-{}", std::process::id()),
             hostname: "test-host".into(),
+            full: false,
         };
         resolve(&mut conn, &ResolveConfig::default(), &options, &NoProgress).unwrap()
     }

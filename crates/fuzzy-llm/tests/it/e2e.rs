@@ -34,6 +34,7 @@ fn run_resolve(store: &Store, n: u32) {
         dry_run: false,
         holder: format!("e2e-{n}"),
         hostname: "test".to_owned(),
+        full: false,
     };
     resolve(&mut conn, &ResolveConfig::default(), &options, &NoProgress).unwrap();
 }
