@@ -27,6 +27,7 @@ pub fn dense_from_settings(
             max_input_chars: usize::try_from(spark.embed_max_input_chars).unwrap_or(usize::MAX),
             query_prefix: spark.query_prefix.clone(),
             document_prefix: spark.document_prefix.clone(),
+            encoding_format: spark.embed_encoding,
             ..SparkEmbedderConfig::default()
         };
         let client = HttpClient::new(http)?;

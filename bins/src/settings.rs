@@ -185,6 +185,9 @@ pub struct SparkControlSettings {
     pub embed_batch_max_chars: u32,
     /// Characters kept of one input; longer inputs are truncated, never rejected.
     pub embed_max_input_chars: u32,
+    /// How vectors are asked for: `base64` (a quarter of the bytes, little parsing; a
+    /// server that refuses it is asked for numbers instead) or `float`.
+    pub embed_encoding: embed::dense::EncodingFormat,
 }
 
 impl Default for SparkControlSettings {
@@ -204,6 +207,7 @@ impl Default for SparkControlSettings {
             embed_batch_size: 64,
             embed_batch_max_chars: 200_000,
             embed_max_input_chars: 8_000,
+            embed_encoding: embed::dense::EncodingFormat::Base64,
         }
     }
 }

@@ -32,7 +32,8 @@ use crm_store::render;
 use crm_store::synthetic::{SyntheticConfig, generate};
 use crm_store::{SourceTable, Store, StoreConfig};
 use embed::dense::{
-    DenseEmbedder, LocalBertEmbedder, LocalModelConfig, SparkEmbedder, SparkEmbedderConfig,
+    DenseEmbedder, EncodingFormat, LocalBertEmbedder, LocalModelConfig, SparkEmbedder,
+    SparkEmbedderConfig,
 };
 use embed::http::{HttpClient, HttpClientConfig};
 use embed::testing::{INSTANT_MODEL, InstantEmbeddingServer, InstantServerConfig};
@@ -555,9 +556,20 @@ fn spark(
 
     // Raw capacity: the same request bodies, a plain reqwest loop, answers read not parsed.
     let server = InstantEmbeddingServer::start_background(InstantServerConfig::new(DIM))?;
+    // The same bodies the client sends: its batches and its vector encoding.
+    let encoding = match config.encoding_format {
+        EncodingFormat::Base64 => Some("base64"),
+        EncodingFormat::Float => None,
+    };
     let bodies: Vec<Vec<u8>> = texts
         .chunks(batch)
-        .map(|group| serde_json::to_vec(&json!({"model": INSTANT_MODEL, "input": group})))
+        .map(|group| {
+            let mut body = json!({"model": INSTANT_MODEL, "input": group});
+            if let Some(e) = encoding {
+                body["encoding_format"] = json!(e);
+            }
+            serde_json::to_vec(&body)
+        })
         .collect::<Result<_, _>>()?;
     let url = format!("{}/v1/embeddings", server.url());
     let client = reqwest::Client::new();
@@ -605,7 +617,10 @@ fn spark(
     let rate = per_sec(texts.len() as u64, elapsed);
     let ratio = rate / raw_rate.max(f64::MIN_POSITIVE);
     report.row([
-        format!("OpenAI client texts/s (batch {batch}, {concurrency} in flight, every vector parsed and checked)"),
+        format!(
+            "OpenAI client texts/s (batch {batch}, {concurrency} in flight, {} vectors, every one parsed and checked)",
+            encoding.unwrap_or("float")
+        ),
         format!("{rate:.0}"),
         format!("{raw_rate:.0} (raw reqwest loop, same bodies)"),
         format!("{:.1}%", ratio * 100.0),

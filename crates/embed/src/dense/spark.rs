@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -27,9 +27,12 @@ use crate::http::HttpClient;
 #[serde(rename_all = "lowercase")]
 pub enum EncodingFormat {
     /// JSON arrays of numbers (every server supports it; `encoding_format` is not sent).
-    #[default]
     Float,
-    /// Base64 of little-endian f32s: a quarter of the bytes, much less parsing.
+    /// Base64 of little-endian f32s: a quarter of the bytes, much less parsing (what
+    /// OpenAI's own clients ask for). A server that refuses it with 400 or 422 is asked
+    /// again for numbers, and only for numbers from then on; an answer in numbers is
+    /// accepted either way.
+    #[default]
     Base64,
 }
 
@@ -69,7 +72,7 @@ impl Default for SparkEmbedderConfig {
             query_prefix: String::new(),
             document_prefix: String::new(),
             expected_dimension: None,
-            encoding_format: EncodingFormat::Float,
+            encoding_format: EncodingFormat::Base64,
         }
     }
 }
@@ -126,6 +129,8 @@ pub struct SparkEmbedder {
     config: SparkEmbedderConfig,
     /// 0 until the first vector is seen.
     dimension: AtomicUsize,
+    /// The server refused `encoding_format: base64`: ask for numbers.
+    base64_refused: AtomicBool,
     endpoint: String,
 }
 
@@ -211,6 +216,7 @@ impl SparkEmbedder {
         let endpoint = http.endpoint("v1/embeddings").to_string();
         Ok(Self {
             dimension: AtomicUsize::new(config.expected_dimension.unwrap_or(0)),
+            base64_refused: AtomicBool::new(false),
             http,
             config,
             endpoint,
@@ -333,23 +339,51 @@ impl SparkEmbedder {
         range: std::ops::Range<usize>,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let batch = &inputs[range.clone()];
+        let base64 = self.config.encoding_format == EncodingFormat::Base64
+            && !self.base64_refused.load(Ordering::Relaxed);
+        let response = match self.post(batch, base64).await {
+            Ok(response) => response,
+            // Some OpenAI-compatible servers refuse `encoding_format`: ask once more for
+            // numbers, and keep asking for numbers when that works.
+            Err(err) if base64 && matches!(err.status(), Some(400 | 422)) => {
+                match self.post(batch, false).await {
+                    Ok(response) => {
+                        if !self.base64_refused.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                endpoint = %self.endpoint,
+                                refusal = %err,
+                                "the embeddings server refuses encoding_format=base64; \
+                                 asking for plain numbers from now on \
+                                 (set spark_control.encoding_format = \"float\" to skip the probe)"
+                            );
+                        }
+                        response
+                    }
+                    Err(err) => {
+                        let err = self.http.explain_model_error(&self.config.model, err).await;
+                        return Err(err.into());
+                    }
+                }
+            }
+            Err(err) => {
+                let err = self.http.explain_model_error(&self.config.model, err).await;
+                return Err(err.into());
+            }
+        };
+        self.place(texts, range, response)
+    }
+
+    async fn post(
+        &self,
+        batch: &[Cow<'_, str>],
+        base64: bool,
+    ) -> Result<EmbeddingsResponse, crate::http::HttpError> {
         let request = EmbeddingsRequest {
             model: &self.config.model,
             input: batch,
-            encoding_format: match self.config.encoding_format {
-                EncodingFormat::Float => None,
-                EncodingFormat::Base64 => Some("base64"),
-            },
+            encoding_format: base64.then_some("base64"),
         };
-        let response: EmbeddingsResponse =
-            match self.http.post_json("v1/embeddings", &request).await {
-                Ok(response) => response,
-                Err(err) => {
-                    let err = self.http.explain_model_error(&self.config.model, err).await;
-                    return Err(err.into());
-                }
-            };
-        self.place(texts, range, response)
+        self.http.post_json("v1/embeddings", &request).await
     }
 
     /// Puts the answer's vectors in input order and checks each.

@@ -441,3 +441,63 @@ async fn self_signed_tls_needs_verification_off() {
         vector_of("hello")
     );
 }
+
+/// A server that, like some OpenAI-compatible ones, refuses `encoding_format` with 400.
+async fn refusing_base64() -> (crate::support::TestServer, Arc<Mutex<Vec<bool>>>) {
+    let asked: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let log = asked.clone();
+    let router = Router::new().route(
+        "/v1/embeddings",
+        post(move |body: axum::Json<Value>| {
+            let log = log.clone();
+            async move {
+                let base64 = body.0.get("encoding_format").is_some();
+                log.lock().unwrap().push(base64);
+                if base64 {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        axum::Json(
+                            json!({"error": {"message": "unknown field `encoding_format`"}}),
+                        ),
+                    )
+                        .into_response();
+                }
+                let inputs: Vec<String> = body.0["input"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect();
+                good_answer(&inputs)
+            }
+        }),
+    );
+    (serve(router).await, asked)
+}
+
+#[tokio::test]
+async fn base64_is_asked_for_by_default_and_a_refusal_falls_back_to_numbers_once() {
+    let (server, asked) = refusing_base64().await;
+    let mut config = SparkEmbedderConfig::new("mini");
+    assert_eq!(config.encoding_format, EncodingFormat::Base64);
+    config.max_batch_inputs = 4;
+    // One request at a time, so the order of what was asked is fixed.
+    let e = SparkEmbedder::new(client(&server.url, 1), config).unwrap();
+    let inputs = texts(10);
+    let vectors = e.embed_documents(&inputs).await.unwrap();
+    assert_eq!(vectors.len(), 10);
+    assert_eq!(vectors[9], vector_of(&inputs[9]));
+    // Three batches: the first asked in base64, refused, asked again in numbers; the
+    // other two in numbers straight away.
+    assert_eq!(*asked.lock().unwrap(), vec![true, false, false, false]);
+}
+
+#[tokio::test]
+async fn float_encoding_never_sends_the_parameter() {
+    let (server, asked) = refusing_base64().await;
+    let mut config = SparkEmbedderConfig::new("mini");
+    config.encoding_format = EncodingFormat::Float;
+    let e = embedder(&server.url, config);
+    e.embed_documents(&texts(3)).await.unwrap();
+    assert_eq!(*asked.lock().unwrap(), vec![false]);
+}

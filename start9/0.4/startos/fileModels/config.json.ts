@@ -46,6 +46,7 @@ export const sparkControlShape = z.strictObject({
   embed_batch_size: positiveU32.optional(),
   embed_batch_max_chars: u32.optional(),
   embed_max_input_chars: u32.optional(),
+  embed_encoding: z.enum(['base64', 'float']).optional(),
 })
 
 export const embeddingShape = z.strictObject({
