@@ -164,13 +164,10 @@ fn hash_queries(
     conn: &Connection,
     domain: &str,
     queries: &[(&str, &str)],
+    ctx: &'static str,
 ) -> Result<String, ResolveError> {
     let mut h = InputHasher::new(domain);
     for (table, sql) in queries {
-        let ctx = match domain {
-            "state" => "hashing the entity tables",
-            _ => "reading decisions made by others",
-        };
         h.str(table);
         let mut stmt = conn.prepare(sql).map_err(sqlite(ctx))?;
         let columns = stmt.column_count();
@@ -186,12 +183,17 @@ fn hash_queries(
 
 /// The hash of the entity tables.
 pub(crate) fn state_hash(conn: &Connection) -> Result<String, ResolveError> {
-    hash_queries(conn, "state", &STATE_QUERIES)
+    hash_queries(conn, "state", &STATE_QUERIES, "hashing the entity tables")
 }
 
 /// The hash of the decisions made by others (see [`FOREIGN_DECISIONS`]).
 pub(crate) fn foreign_decisions(conn: &Connection) -> Result<String, ResolveError> {
-    hash_queries(conn, "decisions", &FOREIGN_DECISIONS)
+    hash_queries(
+        conn,
+        "decisions",
+        &FOREIGN_DECISIONS,
+        "reading decisions made by others",
+    )
 }
 
 /// The fingerprint of a run's whole input.

@@ -92,8 +92,9 @@ pub(crate) struct PersonRecord {
 }
 
 impl PersonRecord {
-    /// Normalises a row whose phone key was computed apart (see [`phone_key`]).
-    pub(crate) fn with_phone(row: &PersonIdentity, phone: Option<String>) -> Self {
+    /// Normalises a row, all but its phone: `phone` is left `None` for the caller to
+    /// fill in from [`phone_key`], which runs apart.
+    pub(crate) fn without_phone(row: &PersonIdentity) -> Self {
         let name = PersonName::parse(
             row.first_name.as_deref(),
             row.last_name.as_deref(),
@@ -119,7 +120,7 @@ impl PersonRecord {
             name,
             email,
             email_domain,
-            phone,
+            phone: None,
             linkedin,
             org_id: row.organization_id,
             location: text_key(row.location.as_deref()),

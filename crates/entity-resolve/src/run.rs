@@ -358,73 +358,52 @@ fn run_inner(
         *timer = Instant::now();
     };
     // One read transaction: a consistent snapshot of rows and state.
-    let snapshot = {
+    let (org_rows, person_rows, org_hash, person_hash, input, decisions_before);
+    let (org_state, person_state) = {
         let tx = conn
             .transaction()
             .map_err(sqlite("starting the read snapshot"))?;
         let counts = queries::row_counts(&tx)?;
         progress.start(Phase::ReadOrganizations, Some(counts.organizations));
-        let (org_rows, org_hash) =
+        (org_rows, org_hash) =
             read_identities::<OrganizationIdentity>(&tx, config.read_page, progress)?;
         progress.finish();
         progress.start(Phase::ReadPeople, Some(counts.people));
-        let (person_rows, person_hash) =
+        (person_rows, person_hash) =
             read_identities::<PersonIdentity>(&tx, config.read_page, progress)?;
         progress.finish();
         progress.start(Phase::ReadState, None);
-        let state_before = fingerprint::state_hash(&tx)?;
-        let decisions_before = fingerprint::foreign_decisions(&tx)?;
-        let input = fingerprint::combine(config, &org_hash, &person_hash, &state_before);
-        let previous = fingerprint::last_recorded(&tx)?;
-        let snapshot = match previous {
-            Some(p) if p.fingerprint == input && !options.full => Snapshot::Unchanged {
-                previous: p,
-                organizations: org_rows.len() as u64,
-                people: person_rows.len() as u64,
-            },
-            _ => Snapshot::Changed(Box::new(ChangedSnapshot {
-                org_state: StoredState::load(&tx, EntityKind::Organization)?,
-                person_state: StoredState::load(&tx, EntityKind::Person)?,
-                org_rows,
-                person_rows,
-                org_hash,
-                person_hash,
-                input,
-                decisions_before,
-            })),
-        };
-        progress.finish();
-        tx.finish().map_err(sqlite("ending the read snapshot"))?;
-        snapshot
-    };
-    lap("read", &mut timer);
-    let changed = match snapshot {
-        Snapshot::Unchanged {
-            previous,
-            organizations,
-            people,
-        } => {
+        decisions_before = fingerprint::foreign_decisions(&tx)?;
+        input = fingerprint::combine(
+            config,
+            &org_hash,
+            &person_hash,
+            &fingerprint::state_hash(&tx)?,
+        );
+        let unchanged =
+            fingerprint::last_recorded(&tx)?.filter(|p| p.fingerprint == input && !options.full);
+        if let Some(previous) = unchanged {
+            progress.finish();
+            tx.finish().map_err(sqlite("ending the read snapshot"))?;
+            lap("read", &mut timer);
             return Ok(unchanged_summary(
                 options,
                 previous,
-                organizations,
-                people,
+                org_rows.len() as u64,
+                person_rows.len() as u64,
                 phase_ms,
                 started,
             ));
         }
-        Snapshot::Changed(c) => *c,
+        let states = (
+            StoredState::load(&tx, EntityKind::Organization)?,
+            StoredState::load(&tx, EntityKind::Person)?,
+        );
+        progress.finish();
+        tx.finish().map_err(sqlite("ending the read snapshot"))?;
+        states
     };
-    let ChangedSnapshot {
-        org_state,
-        person_state,
-        org_rows,
-        person_rows,
-        org_hash,
-        person_hash,
-        input,
-        decisions_before,
-    } = changed;
+    lap("read", &mut timer);
     let orgs: Vec<OrgRecord> = org_rows.par_iter().map(OrgRecord::from_row).collect();
     drop(org_rows);
     let people = normalize_people(&person_rows, config.default_region);
@@ -660,7 +639,7 @@ fn renew(conn: &Connection, holder: &str, ttl: Duration) -> Result<(), ResolveEr
 }
 
 /// Reads the live rows of one table in pages of `page`, hashing them as they come.
-fn read_identities<R: HashRow + Send>(
+fn read_identities<R: HashRow>(
     conn: &Connection,
     page: usize,
     progress: &dyn Progress,
@@ -693,7 +672,7 @@ fn normalize_people(rows: &[PersonIdentity], region: PhoneRegion) -> Vec<PersonR
         },
         || {
             rows.par_iter()
-                .map(|r| PersonRecord::with_phone(r, None))
+                .map(PersonRecord::without_phone)
                 .collect::<Vec<_>>()
         },
     );
@@ -701,29 +680,6 @@ fn normalize_people(rows: &[PersonIdentity], region: PhoneRegion) -> Vec<PersonR
         record.phone = phone;
     }
     records
-}
-
-/// What the read snapshot found.
-enum Snapshot {
-    /// Exactly the input the last successful run left.
-    Unchanged {
-        previous: fingerprint::Recorded,
-        organizations: u64,
-        people: u64,
-    },
-    /// Something changed (or a full run was asked for).
-    Changed(Box<ChangedSnapshot>),
-}
-
-struct ChangedSnapshot {
-    org_state: StoredState,
-    person_state: StoredState,
-    org_rows: Vec<OrganizationIdentity>,
-    person_rows: Vec<PersonIdentity>,
-    org_hash: String,
-    person_hash: String,
-    input: String,
-    decisions_before: String,
 }
 
 /// The summary of a run that found its input unchanged.

@@ -341,30 +341,26 @@ impl SparkEmbedder {
         let batch = &inputs[range.clone()];
         let base64 = self.config.encoding_format == EncodingFormat::Base64
             && !self.base64_refused.load(Ordering::Relaxed);
-        let response = match self.post(batch, base64).await {
-            Ok(response) => response,
+        let answer = match self.post(batch, base64).await {
             // Some OpenAI-compatible servers refuse `encoding_format`: ask once more for
             // numbers, and keep asking for numbers when that works.
-            Err(err) if base64 && matches!(err.status(), Some(400 | 422)) => {
-                match self.post(batch, false).await {
-                    Ok(response) => {
-                        if !self.base64_refused.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(
-                                endpoint = %self.endpoint,
-                                refusal = %err,
-                                "the embeddings server refuses encoding_format=base64; \
-                                 asking for plain numbers from now on \
-                                 (set spark_control.encoding_format = \"float\" to skip the probe)"
-                            );
-                        }
-                        response
-                    }
-                    Err(err) => {
-                        let err = self.http.explain_model_error(&self.config.model, err).await;
-                        return Err(err.into());
-                    }
+            Err(refusal) if base64 && matches!(refusal.status(), Some(400 | 422)) => {
+                let retry = self.post(batch, false).await;
+                if retry.is_ok() && !self.base64_refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        endpoint = %self.endpoint,
+                        %refusal,
+                        "the embeddings server refuses encoding_format=base64; \
+                         asking for plain numbers from now on \
+                         (set spark_control.embed_encoding = \"float\" to skip the probe)"
+                    );
                 }
+                retry
             }
+            other => other,
+        };
+        let response = match answer {
+            Ok(response) => response,
             Err(err) => {
                 let err = self.http.explain_model_error(&self.config.model, err).await;
                 return Err(err.into());

@@ -81,6 +81,20 @@ fn decision(by: &Decider) -> Decision<'_> {
     }
 }
 
+/// A person accepts (or rejects) the first pending candidate.
+fn decide(crm: &Crm, accept: bool) {
+    let id = pending_candidate(crm);
+    let by = human();
+    let mut conn = crm.conn();
+    let tx = conn.transaction().unwrap();
+    if accept {
+        merges::accept_candidate(&tx, id, &decision(&by), Timestamp::now()).unwrap();
+    } else {
+        merges::reject_candidate(&tx, id, &decision(&by), Timestamp::now()).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
 #[test]
 fn a_run_over_unchanged_input_stops_after_reading() {
     let crm = crm();
@@ -209,28 +223,10 @@ fn every_change_to_the_input_makes_the_next_run_compute() {
         ),
         (
             "a candidate accepted by a person",
-            |c| {
-                let id = pending_candidate(c);
-                let by = human();
-                let mut conn = c.conn();
-                let tx = conn.transaction().unwrap();
-                merges::accept_candidate(&tx, id, &decision(&by), Timestamp::now()).unwrap();
-                tx.commit().unwrap();
-            },
+            |c| decide(c, true),
             true,
         ),
-        (
-            "a candidate rejected",
-            |c| {
-                let id = pending_candidate(c);
-                let by = human();
-                let mut conn = c.conn();
-                let tx = conn.transaction().unwrap();
-                merges::reject_candidate(&tx, id, &decision(&by), Timestamp::now()).unwrap();
-                tx.commit().unwrap();
-            },
-            true,
-        ),
+        ("a candidate rejected", |c| decide(c, false), true),
         (
             "a link edited by hand",
             |c| {
