@@ -210,8 +210,11 @@ pub struct RunSummary<'a> {
     /// The run.
     #[serde(flatten)]
     pub report: &'a RunReport,
-    /// Peak resident memory of this process, in bytes.
+    /// Peak resident memory of this process, in bytes (`VmHWM`: includes pages of the
+    /// index's memory-mapped files).
     pub peak_rss_bytes: Option<u64>,
+    /// Peak anonymous resident memory (heap, stacks; sampled every 100 ms), in bytes.
+    pub peak_anon_bytes: Option<u64>,
 }
 
 /// The `--json` summary of a failure that happened before a run could start.
@@ -228,7 +231,12 @@ pub struct FailureSummary<'a> {
 use crate::resolving::thousands as n;
 
 /// The human summary of a run.
-pub fn render_report(title: &str, r: &RunReport, peak_rss: Option<u64>) -> String {
+pub fn render_report(
+    title: &str,
+    r: &RunReport,
+    peak_rss: Option<u64>,
+    peak_anon: Option<u64>,
+) -> String {
     let mut out = String::new();
     let outcome = match r.outcome {
         RunOutcome::Done => "done",
@@ -285,6 +293,13 @@ pub fn render_report(title: &str, r: &RunReport, peak_rss: Option<u64>) -> Strin
     }
     if let Some(rss) = peak_rss {
         let _ = write!(out, "; peak memory {:.0} MB", rss as f64 / 1e6);
+        if let Some(anon) = peak_anon {
+            let _ = write!(
+                out,
+                " ({:.0} MB of it not file-backed)",
+                anon.min(rss) as f64 / 1e6
+            );
+        }
     }
     let _ = writeln!(out);
     if let Some(id) = r.run_id {
@@ -344,13 +359,20 @@ pub fn render_verify(r: &VerifyReport) -> String {
 /// Prints a run's summary: one JSON line with `--json`, else the table.
 pub fn print_run(title: &str, report: &RunReport, json: bool) -> anyhow::Result<()> {
     let peak_rss_bytes = crate::resources::peak_rss_bytes();
+    let peak_anon_bytes = crate::resources::peak_anon_bytes();
     if json {
         crate::cli::print_json_line(&RunSummary {
             report,
             peak_rss_bytes,
+            peak_anon_bytes,
         })
     } else {
-        crate::cli::print_text(&render_report(title, report, peak_rss_bytes))
+        crate::cli::print_text(&render_report(
+            title,
+            report,
+            peak_rss_bytes,
+            peak_anon_bytes,
+        ))
     }
 }
 

@@ -1,4 +1,77 @@
 //! What the process used: peak resident memory, read from `/proc/self/status`.
+//!
+//! `VmHWM` counts every resident page, including pages of memory-mapped files (the
+//! embedded index maps its segments and write-ahead log), which the kernel can drop and
+//! read again at will. The anonymous part (`RssAnon`: heap, stacks) is what the process
+//! cannot give back; Linux keeps no peak of it, so [`AnonSampler`] samples it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Samples this process's anonymous resident memory (`RssAnon`) every 100 ms on a
+/// thread of its own, keeping the largest value, until dropped.
+pub struct AnonSampler {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl AnonSampler {
+    /// Starts sampling.
+    pub fn start() -> Self {
+        let peak = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_peak, thread_stop) = (Arc::clone(&peak), Arc::clone(&stop));
+        let spawned = std::thread::Builder::new()
+            .name("rss-sampler".into())
+            .spawn(move || {
+                while !thread_stop.load(Ordering::Relaxed) {
+                    sample_into(&thread_peak);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        if let Err(err) = spawned {
+            tracing::debug!(error = %err, "could not start the memory sampler");
+        }
+        Self { peak, stop }
+    }
+
+    /// The largest anonymous resident size seen so far (one more sample taken now), in
+    /// bytes; `None` where the platform does not report it.
+    pub fn peak_bytes(&self) -> Option<u64> {
+        sample_into(&self.peak);
+        match self.peak.load(Ordering::Relaxed) {
+            0 => None,
+            bytes => Some(bytes),
+        }
+    }
+}
+
+impl Drop for AnonSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+static PROCESS_SAMPLER: std::sync::OnceLock<AnonSampler> = std::sync::OnceLock::new();
+
+/// Starts sampling this process's anonymous memory for [`peak_anon_bytes`] (once; later
+/// calls do nothing).
+pub fn start_anon_sampling() {
+    PROCESS_SAMPLER.get_or_init(AnonSampler::start);
+}
+
+/// Peak anonymous resident memory since [`start_anon_sampling`], in bytes; `None` when
+/// sampling was not started or the platform does not report it.
+pub fn peak_anon_bytes() -> Option<u64> {
+    PROCESS_SAMPLER.get().and_then(AnonSampler::peak_bytes)
+}
+
+fn sample_into(peak: &AtomicU64) {
+    if let Some(kib) = proc_status_kib("RssAnon:") {
+        peak.fetch_max(kib * 1024, Ordering::Relaxed);
+    }
+}
 
 /// Peak resident set size of this process in bytes (`VmHWM`), when the platform reports it.
 pub fn peak_rss_bytes() -> Option<u64> {
@@ -40,5 +113,28 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert!(peak_rss_bytes().is_some_and(|b| b > 0));
         }
+    }
+
+    #[test]
+    fn the_sampler_sees_a_large_allocation() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let sampler = AnonSampler::start();
+        let before = sampler.peak_bytes().expect("RssAnon is reported on Linux");
+        // 64 MiB written page by page, so it is resident, then freed before the read.
+        let block = vec![1u8; 64 << 20];
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(
+            block
+                .iter()
+                .step_by(4096)
+                .map(|&b| u64::from(b))
+                .sum::<u64>(),
+            16384
+        );
+        drop(block);
+        let peak = sampler.peak_bytes().expect("sampled");
+        assert!(peak >= before + (60 << 20), "peak {peak} before {before}");
     }
 }

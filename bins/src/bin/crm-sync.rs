@@ -92,6 +92,7 @@ fn main() -> ExitCode {
 
 async fn run(ctx: &Context, args: &Args, embedder: embed::Embedder) -> anyhow::Result<ExitCode> {
     let settings = &ctx.settings;
+    crm_substrate::resources::start_anon_sampling();
     let stop = stop_on_signals();
     let store = match open_store(settings) {
         Ok(store) => store,

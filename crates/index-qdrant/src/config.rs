@@ -179,13 +179,17 @@ pub struct CollectionSpec {
     /// Degree of the extra HNSW links built per payload value (`payload_m`) so filtered
     /// searches stay fast; `None` keeps Qdrant's default (same as `m`), `Some(0)` skips
     /// them, which makes the optimizer much cheaper (filters on small sets are answered
-    /// exactly from the payload indexes anyway).
-    #[serde(default)]
+    /// exactly from the payload indexes anyway). The default is `Some(0)`: the integer
+    /// and date fields are indexed too, and the extra links for their value ranges
+    /// cost more than the main graph (a 200,000-chunk build spent 348 s optimizing with
+    /// them, 26 s without).
+    #[serde(default = "no_payload_links")]
     pub hnsw_payload_m: Option<usize>,
     /// Keep an int8 scalar-quantised copy of the dense vectors in RAM (a quarter of the
     /// size) for HNSW search, re-scoring the best candidates with the originals. With
-    /// `dense_on_disk` this keeps a large collection's RAM small.
-    #[serde(default)]
+    /// `dense_on_disk` this keeps a large collection's RAM small. On by default: the
+    /// optimizer builds its graphs on the quantised copy, several times faster.
+    #[serde(default = "yes")]
     pub quantize_int8: bool,
     /// Embedded engine only: size of one write-ahead-log segment file; `None` keeps
     /// qdrant-edge's default (32 MiB). The engine never reads its WAL back, and closed
@@ -199,8 +203,13 @@ fn yes() -> bool {
     true
 }
 
+fn no_payload_links() -> Option<usize> {
+    Some(0)
+}
+
 impl CollectionSpec {
-    /// A spec with `dense_dim` and the default storage choices.
+    /// A spec with `dense_dim` and the default storage choices: dense vectors in RAM with
+    /// an int8 copy, payloads on disk, Qdrant's HNSW defaults without payload links.
     pub fn new(dense_dim: usize) -> Self {
         Self {
             dense_dim,
@@ -208,8 +217,8 @@ impl CollectionSpec {
             payload_on_disk: true,
             hnsw_m: None,
             hnsw_ef_construct: None,
-            hnsw_payload_m: None,
-            quantize_int8: false,
+            hnsw_payload_m: no_payload_links(),
+            quantize_int8: true,
             wal_segment_bytes: None,
         }
     }

@@ -45,6 +45,104 @@ const UPSERT_BATCH: usize = 512;
 /// How many ids or source ids one delete/payload operation carries.
 const ID_BATCH: usize = 4096;
 
+/// Points upserted between two seals of the appendable segment.
+///
+/// qdrant-edge 0.7.2 keeps the appendable segment's sparse index in memory as sorted
+/// posting lists and, on every insert, rewrites the `max_next_weight` of every earlier
+/// element of the list (`PostingList::upsert` walks the whole prefix), so filling one
+/// segment with n points costs O(n²) per common token: at 200k chunks that walk was most
+/// of a build. Sealing the segment every `SEAL_POINTS` points (the optimizer turns it into
+/// an immutable one and opens a fresh appendable segment) keeps every list short.
+const SEAL_POINTS: usize = 16_384;
+
+/// Marks a collection in bulk mode and keeps its real HNSW and optimizer settings.
+///
+/// Sealed segments are written without an HNSW graph (`m = 0`), whatever their size, and
+/// are not merged while
+/// a long write goes on, so that every point's graph links are built once, by the next
+/// [`Embedded::optimize`], when the sealed segments are merged into large ones. This
+/// file is written before the collection's config is changed and removed after it is
+/// restored; a collection found with it (a run killed in bulk mode) gets its settings
+/// back when it is opened.
+const BULK_FILE: &str = "crm-bulk-mode.json";
+
+/// The settings a collection had before it entered bulk mode.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BulkSaved {
+    hnsw_config: HnswIndexConfig,
+    optimizers: EdgeOptimizersConfig,
+}
+
+/// Puts the shard in bulk mode unless it already is: saves its settings in
+/// [`BULK_FILE`] (durably), then builds sealed segments without a graph and merges none.
+fn enter_bulk(shard: &EdgeShard) -> Result<(), String> {
+    let path = shard.path().join(BULK_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let (hnsw_config, optimizers) = {
+        let config = shard.config();
+        (config.hnsw_config, config.optimizers.clone())
+    };
+    let saved = BulkSaved {
+        hnsw_config,
+        optimizers: optimizers.clone(),
+    };
+    let bytes = serde_json::to_vec(&saved).map_err(|err| format!("bulk settings: {err}"))?;
+    write_durably(&path, &bytes)?;
+    shard
+        .set_hnsw_config(HnswIndexConfig {
+            m: 0,
+            payload_m: Some(0),
+            ..hnsw_config
+        })
+        .map_err(|err| format!("bulk HNSW settings: {err}"))?;
+    shard
+        .set_optimizers_config(EdgeOptimizersConfig {
+            default_segment_number: Some(BULK_SEGMENT_NUMBER),
+            // Seal by point count whatever the vectors' size (the threshold is in KB of
+            // dense vectors; small ones would never reach the default 10 MB).
+            indexing_threshold: Some(1),
+            ..optimizers
+        })
+        .map_err(|err| format!("bulk optimizer settings: {err}"))?;
+    Ok(())
+}
+
+/// Segment count the merge optimizer aims at in bulk mode: more than any build makes.
+const BULK_SEGMENT_NUMBER: usize = 100_000;
+
+/// Restores the settings saved by [`enter_bulk`], if the shard is in bulk mode.
+fn leave_bulk(shard: &EdgeShard) -> Result<(), String> {
+    let path = shard.path().join(BULK_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(format!("reading {}: {err}", path.display())),
+    };
+    let saved: BulkSaved = serde_json::from_slice(&bytes)
+        .map_err(|err| format!("{} is not readable: {err}", path.display()))?;
+    shard
+        .set_hnsw_config(saved.hnsw_config)
+        .map_err(|err| format!("restoring HNSW settings: {err}"))?;
+    shard
+        .set_optimizers_config(saved.optimizers)
+        .map_err(|err| format!("restoring optimizer settings: {err}"))?;
+    std::fs::remove_file(&path).map_err(|err| format!("removing {}: {err}", path.display()))
+}
+
+/// Writes `bytes` to `path` through a temporary file, synced, then renamed.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut file =
+        File::create(&tmp).map_err(|err| format!("creating {}: {err}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|err| format!("writing {}: {err}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|err| format!("renaming {}: {err}", tmp.display()))
+}
+
 /// The embedded engine of one collection.
 pub(crate) struct Embedded {
     state: Arc<State>,
@@ -58,6 +156,8 @@ struct State {
     /// query without a trip through the blocking pool.
     dense_dim: AtomicUsize,
     writes: Mutex<()>,
+    /// Points upserted since the last optimizer pass (see [`SEAL_POINTS`]).
+    unsealed: AtomicUsize,
     /// Held for the life of the handle; declared last so the shard is flushed and
     /// dropped before the lock is released.
     _lock: File,
@@ -149,6 +249,7 @@ impl Embedded {
                 slot: RwLock::new(slot),
                 dense_dim: AtomicUsize::new(dense_dim),
                 writes: Mutex::new(()),
+                unsealed: AtomicUsize::new(0),
                 _lock: lock,
             }),
         })
@@ -232,6 +333,7 @@ impl Embedded {
                         )),
                     )?;
                 }
+                state.seal_if_due(loaded, total)?;
                 Ok(total)
             })
         })
@@ -469,10 +571,13 @@ impl Embedded {
         self.run("optimize", |state| {
             state.write("optimize", |loaded| {
                 let segments_before = loaded.shard.info().segments_count as u64;
+                leave_bulk(&loaded.shard)
+                    .map_err(|detail| state.engine_text("optimize", &detail))?;
                 let optimized = loaded
                     .shard
                     .optimize()
                     .map_err(|err| state.engine("optimize", &err))?;
+                state.unsealed.store(0, Ordering::Release);
                 let info = loaded.shard.info();
                 Ok(OptimizeOutcome {
                     optimized,
@@ -487,6 +592,29 @@ impl Embedded {
 }
 
 impl State {
+    /// Seals the appendable segment once [`SEAL_POINTS`] points were upserted since the
+    /// last optimizer pass, entering bulk mode first (see [`BULK_FILE`]).
+    fn seal_if_due(&self, loaded: &Loaded, upserted: usize) -> Result<(), IndexError> {
+        let pending = self.unsealed.fetch_add(upserted, Ordering::AcqRel) + upserted;
+        if pending < SEAL_POINTS {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        enter_bulk(&loaded.shard).map_err(|detail| self.engine_text("seal", &detail))?;
+        loaded
+            .shard
+            .optimize()
+            .map_err(|err| self.engine("seal", &err))?;
+        self.unsealed.store(0, Ordering::Release);
+        tracing::debug!(
+            points = pending,
+            seconds = started.elapsed().as_secs_f64(),
+            segments = loaded.shard.info().segments_count,
+            "sealed the appendable segment"
+        );
+        Ok(())
+    }
+
     fn read_slot(
         &self,
         operation: &'static str,
@@ -762,6 +890,15 @@ impl State {
         }
     }
 
+    fn engine_text(&self, operation: &'static str, detail: &str) -> IndexError {
+        IndexError::Embedded {
+            operation,
+            collection: self.collection.clone(),
+            path: self.path.clone(),
+            detail: detail.to_owned(),
+        }
+    }
+
     fn broken(&self, operation: &'static str, detail: &str) -> IndexError {
         IndexError::Embedded {
             operation,
@@ -848,6 +985,9 @@ fn load_shard(path: &Path) -> Result<Loaded, String> {
     let shard = std::panic::catch_unwind(|| EdgeShard::load(path, None))
         .map_err(|panic| format!("loading panicked: {}", panic_text(panic.as_ref())))?
         .map_err(|err| err.to_string())?;
+    // A run killed in bulk mode: the collection gets its own settings back (its sealed
+    // segments get their graphs at the next optimize).
+    leave_bulk(&shard)?;
     let dense_dim = shard
         .config()
         .vectors

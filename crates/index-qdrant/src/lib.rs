@@ -10,12 +10,16 @@
 //!   so that only one process opens it at a time. Writes are flushed before a call
 //!   returns. Its optimizer (HNSW indexing, merging, vacuum) only runs when
 //!   [`Index::optimize`] is called: until then new dense vectors are searched
-//!   exhaustively (tens of milliseconds per query at 100,000 points). Its write-ahead
-//!   log grows with every write and is never truncated by qdrant-edge 0.7.2 (it is not
-//!   read back either: durability comes from the flush); dropping and re-creating the
-//!   collection is the only way to reclaim it. For large collections set
-//!   [`CollectionSpec::quantize_int8`]: in measurements at 30,000 × 384 it made the
-//!   optimizer about 4× faster and dense search about 2× faster.
+//!   exhaustively (tens of milliseconds per query at 100,000 points). Long writes seal
+//!   the appendable segment every 16,384 points (its in-memory sparse index costs
+//!   O(n²) to fill) and put the collection in a bulk mode where sealed segments get no
+//!   graph and are not merged, so the next [`Index::optimize`] builds every graph once;
+//!   a collection left in bulk mode by a killed process gets its settings back when it
+//!   is opened. Its write-ahead log grows with every write and is not read back by
+//!   qdrant-edge 0.7.2 (durability comes from the flush); its closed files are removed
+//!   when the collection is opened. Collections are created with an int8 copy of the
+//!   dense vectors ([`CollectionSpec::quantize_int8`]: the graph is built and searched
+//!   on it) and without payload links ([`CollectionSpec::hnsw_payload_m`]).
 //! - **server**: a Qdrant server or cluster (1.16 or newer) over gRPC, usually port
 //!   6334; writes wait for the server (`wait=true`).
 //!

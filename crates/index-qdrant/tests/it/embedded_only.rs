@@ -240,3 +240,101 @@ async fn write_ahead_log_is_compacted_on_open_and_later_writes_still_apply() {
     let stored = index.retrieve(&[points[6].id], false).await.unwrap();
     assert_eq!(stored[0].payload.entity_id.as_deref(), Some("person:42"));
 }
+
+/// The collection's stored HNSW degree, and whether it is marked as in bulk mode.
+fn stored_graph_degree(dir: &std::path::Path) -> (u64, bool) {
+    let collection = dir.join(index_qdrant::DEFAULT_COLLECTION);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(collection.join("edge_config.json")).unwrap())
+            .unwrap();
+    (
+        config["hnsw_config"]["m"].as_u64().unwrap(),
+        collection.join("crm-bulk-mode.json").exists(),
+    )
+}
+
+/// Upserts `points` in calls of 2,500, as a sync's batches do.
+async fn upsert_in_batches(index: &Index, points: &[index_qdrant::ChunkPoint]) {
+    for batch in points.chunks(2_500) {
+        index.upsert(batch.to_vec()).await.unwrap();
+    }
+}
+
+/// Searches every mode for a few of `points` and checks each is found first.
+async fn each_is_found(index: &Index, points: &[index_qdrant::ChunkPoint], ids: &[usize]) {
+    for &i in ids {
+        let rare = sparse(&[(1000 + i as u32, 1.0)]);
+        for request in [
+            SearchRequest::dense(points[i].dense.clone(), 1),
+            SearchRequest::sparse(rare.clone(), 1),
+            SearchRequest::hybrid(points[i].dense.clone(), rare, 1),
+        ] {
+            let hits = index.search(&request).await.unwrap();
+            assert_eq!(hits[0].id, points[i].id, "point {i}, {:?}", request.mode);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_write_seals_segments_without_graphs_and_optimize_builds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(IndexConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    index
+        .ensure_collection(&CollectionSpec::new(DIM), false)
+        .await
+        .unwrap();
+    assert_eq!(stored_graph_degree(dir.path()), (16, false));
+    // Every point shares token 7: the posting list sealing keeps short.
+    let points = people(40_000);
+    upsert_in_batches(&index, &points).await;
+    assert_eq!(stored_graph_degree(dir.path()), (0, true), "in bulk mode");
+    let info = index.info().await.unwrap();
+    assert!(info.segments_count >= 3, "sealed twice: {info:?}");
+    assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 40_000);
+    // Sealed segments, without graphs, are searched exactly.
+    each_is_found(&index, &points, &[0, 16_383, 16_384, 39_999]).await;
+    // Searches stay exact whatever the layout; the segments are what bulk mode changes.
+    let outcome = index.optimize().await.unwrap();
+    assert!(outcome.optimized);
+    assert_eq!(
+        stored_graph_degree(dir.path()),
+        (16, false),
+        "settings restored"
+    );
+    let info = index.info().await.unwrap();
+    assert_eq!(info.points_count, 40_000);
+    assert!(info.segments_count < 3, "sealed segments merged: {info:?}");
+    each_is_found(&index, &points, &[0, 16_383, 16_384, 39_999]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_in_bulk_mode_gets_its_settings_back_when_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let points = people(20_000);
+    {
+        let index = Index::open(IndexConfig::embedded(dir.path()))
+            .await
+            .unwrap();
+        index
+            .ensure_collection(&CollectionSpec::new(DIM), false)
+            .await
+            .unwrap();
+        upsert_in_batches(&index, &points).await;
+        // Dropped without the optimizer pass that ends bulk mode.
+    }
+    assert_eq!(stored_graph_degree(dir.path()), (0, true));
+    let index = Index::open(IndexConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    assert_eq!(stored_graph_degree(dir.path()), (16, false));
+    assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 20_000);
+    each_is_found(&index, &points, &[5, 19_999]).await;
+    index.optimize().await.unwrap();
+    assert_eq!(index.info().await.unwrap().points_count, 20_000);
+    each_is_found(&index, &points, &[5, 19_999]).await;
+    // A short write after that stays out of bulk mode.
+    index.upsert(people(10)).await.unwrap();
+    assert_eq!(stored_graph_degree(dir.path()), (16, false));
+}
