@@ -68,6 +68,9 @@ pub struct IndexArgs {
     /// Dimension of the instant embedder's vectors (all-MiniLM-L6-v2 has 384).
     #[arg(long, default_value_t = 384)]
     pub dim: usize,
+    /// CRM rows per sync batch (`sync.batch_size`; the settings' default when not given).
+    #[arg(long)]
+    pub batch_size: Option<u32>,
     /// Rows of the smaller CRM the in-process model builds.
     #[arg(long, default_value_t = 20_000)]
     pub local_rows: u64,
@@ -180,12 +183,16 @@ fn write_settings(
     index_dir: &Path,
     spark_url: Option<&str>,
     model_dir: Option<&Path>,
+    batch_size: Option<u32>,
 ) -> anyhow::Result<PathBuf> {
     let mut settings = serde_json::json!({
         "db_path": db,
         "qdrant": { "embedded_dir": index_dir },
         "log": { "format": "json", "filter": "warn" },
     });
+    if let Some(rows) = batch_size {
+        settings["sync"] = serde_json::json!({ "batch_size": rows });
+    }
     if let Some(url) = spark_url {
         settings["spark_control"] = serde_json::json!({
             "url": url,
@@ -300,7 +307,14 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
         .context("starting the instant embeddings server")?;
     let db = crm(ctx, args.rows, "crm")?;
     let index_dir = ctx.work_dir.join(format!("index-{}", args.rows));
-    let settings = write_settings(&ctx.work_dir, &db, &index_dir, Some(server.url()), None)?;
+    let settings = write_settings(
+        &ctx.work_dir,
+        &db,
+        &index_dir,
+        Some(server.url()),
+        None,
+        args.batch_size,
+    )?;
 
     if args.parts.contains(&Part::Build) {
         let run = run_child(&backfill, &settings, &["--recreate"])?;
@@ -442,7 +456,14 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
             let index_dir = ctx
                 .work_dir
                 .join(format!("index-local-{}", args.local_rows));
-            let settings = write_settings(&ctx.work_dir, &db, &index_dir, None, Some(&model))?;
+            let settings = write_settings(
+                &ctx.work_dir,
+                &db,
+                &index_dir,
+                None,
+                Some(&model),
+                args.batch_size,
+            )?;
             let run = run_child(&backfill, &settings, &["--recreate"])?;
             let chunks = run.total("chunks_upserted");
             let duration = Duration::from_millis(run.u64("duration_ms"));
