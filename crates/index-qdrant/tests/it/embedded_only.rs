@@ -253,6 +253,29 @@ fn stored_graph_degree(dir: &std::path::Path) -> (u64, bool) {
     )
 }
 
+/// For every payload index of every segment: whether it is declared on disk, and for
+/// every immutable one (large segments) whether it is stored so.
+fn payload_indexes_on_disk(dir: &std::path::Path) -> Vec<bool> {
+    let segments = dir.join(index_qdrant::DEFAULT_COLLECTION).join("segments");
+    let mut found = Vec::new();
+    for segment in std::fs::read_dir(segments).unwrap() {
+        let config = segment.unwrap().path().join("payload_index/config.json");
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
+        for schema in config["indexed_fields"].as_object().unwrap().values() {
+            found.push(schema["on_disk"] == true);
+        }
+        for indexes in config["indexed_types"].as_object().unwrap().values() {
+            for index in indexes.as_array().unwrap() {
+                if index["mutability"] == "immutable" {
+                    found.push(index["storage_type"]["mmap"]["is_on_disk"] == true);
+                }
+            }
+        }
+    }
+    found
+}
+
 /// Upserts `points` in calls of 2,500, as a sync's batches do.
 async fn upsert_in_batches(index: &Index, points: &[index_qdrant::ChunkPoint]) {
     for batch in points.chunks(2_500) {
@@ -306,6 +329,12 @@ async fn a_long_write_seals_segments_without_graphs_and_optimize_builds_them() {
     let info = index.info().await.unwrap();
     assert_eq!(info.points_count, 40_000);
     assert!(info.segments_count < 3, "sealed segments merged: {info:?}");
+    // Payload indexes are memory-mapped, not loaded in RAM when the collection opens.
+    let on_disk = payload_indexes_on_disk(dir.path());
+    assert!(
+        !on_disk.is_empty() && on_disk.iter().all(|&d| d),
+        "{on_disk:?}"
+    );
     each_is_found(&index, &points, &[0, 16_383, 16_384, 39_999]).await;
 }
 
