@@ -739,6 +739,8 @@ impl State {
     fn remove_blocking(&self, slot: &mut Slot) -> Result<bool, IndexError> {
         let previous = std::mem::replace(slot, Slot::Missing);
         self.dense_dim.store(0, Ordering::Release);
+        // A new collection starts with an empty appendable segment.
+        self.unsealed.store(0, Ordering::Release);
         // Dropping the shard flushes it; it must happen before its files go.
         drop(previous);
         if !self.path.exists() {
