@@ -276,6 +276,16 @@ fn payload_indexes_on_disk(dir: &std::path::Path) -> Vec<bool> {
     found
 }
 
+/// An index in `dir` with the default collection created.
+async fn with_collection(dir: &std::path::Path) -> Index {
+    let index = Index::open(IndexConfig::embedded(dir)).await.unwrap();
+    index
+        .ensure_collection(&CollectionSpec::new(DIM), false)
+        .await
+        .unwrap();
+    index
+}
+
 /// Upserts `points` in calls of 2,500, as a sync's batches do.
 async fn upsert_in_batches(index: &Index, points: &[index_qdrant::ChunkPoint]) {
     for batch in points.chunks(2_500) {
@@ -301,13 +311,7 @@ async fn each_is_found(index: &Index, points: &[index_qdrant::ChunkPoint], ids: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_write_seals_segments_without_graphs_and_optimize_builds_them() {
     let dir = tempfile::tempdir().unwrap();
-    let index = Index::open(IndexConfig::embedded(dir.path()))
-        .await
-        .unwrap();
-    index
-        .ensure_collection(&CollectionSpec::new(DIM), false)
-        .await
-        .unwrap();
+    let index = with_collection(dir.path()).await;
     assert_eq!(stored_graph_degree(dir.path()), (16, false));
     // Every point shares token 7: the posting list sealing keeps short.
     let points = people(40_000);
@@ -318,7 +322,6 @@ async fn a_long_write_seals_segments_without_graphs_and_optimize_builds_them() {
     assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 40_000);
     // Sealed segments, without graphs, are searched exactly.
     each_is_found(&index, &points, &[0, 16_383, 16_384, 39_999]).await;
-    // Searches stay exact whatever the layout; the segments are what bulk mode changes.
     let outcome = index.optimize().await.unwrap();
     assert!(outcome.optimized);
     assert_eq!(
@@ -343,13 +346,7 @@ async fn a_run_killed_in_bulk_mode_gets_its_settings_back_when_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let points = people(20_000);
     {
-        let index = Index::open(IndexConfig::embedded(dir.path()))
-            .await
-            .unwrap();
-        index
-            .ensure_collection(&CollectionSpec::new(DIM), false)
-            .await
-            .unwrap();
+        let index = with_collection(dir.path()).await;
         upsert_in_batches(&index, &points).await;
         // Dropped without the optimizer pass that ends bulk mode.
     }
