@@ -166,6 +166,42 @@ CREATE TABLE IF NOT EXISTS entity_merge_rows (
 ) WITHOUT ROWID;
 ";
 
+/// What the last full reconciliation of each table saw (see
+/// `sync_queries::reconcile_digest`), and triggers that forget it as soon as any record
+/// of that table changes, whoever writes it: a sync that finds the same digest and no
+/// record written since can skip reading the records. The covering index lets the digest
+/// read the entity links of a table without touching their rows.
+const RECONCILED_SQL: &str = "
+CREATE TABLE IF NOT EXISTS ingest_reconciled (
+    collection    TEXT NOT NULL,
+    source_table  TEXT NOT NULL,
+    digest        TEXT NOT NULL,
+    reconciled_at TEXT NOT NULL,
+    PRIMARY KEY (collection, source_table)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS substrate_ingest_indexed_rows_insert
+    AFTER INSERT ON ingest_indexed_rows
+BEGIN
+    DELETE FROM ingest_reconciled
+        WHERE collection = NEW.collection AND source_table = NEW.source_table;
+END;
+CREATE TRIGGER IF NOT EXISTS substrate_ingest_indexed_rows_update
+    AFTER UPDATE ON ingest_indexed_rows
+BEGIN
+    DELETE FROM ingest_reconciled
+        WHERE (collection = OLD.collection AND source_table = OLD.source_table)
+           OR (collection = NEW.collection AND source_table = NEW.source_table);
+END;
+CREATE TRIGGER IF NOT EXISTS substrate_ingest_indexed_rows_delete
+    AFTER DELETE ON ingest_indexed_rows
+BEGIN
+    DELETE FROM ingest_reconciled
+        WHERE collection = OLD.collection AND source_table = OLD.source_table;
+END;
+CREATE INDEX IF NOT EXISTS substrate_entity_links_table
+    ON entity_links(source_table, source_id, entity_id);
+";
+
 /// The keyset and relation indexes on the CRM's own tables. The keyset expression must
 /// stay byte-identical to [`NORMALISED_UPDATED_AT`] (a test checks that the planner uses
 /// these indexes for the keyset queries).
@@ -192,7 +228,7 @@ fn source_indexes_sql() -> &'static str {
 }
 
 /// Every migration this build knows, in order.
-pub fn migrations() -> [Migration; 3] {
+pub fn migrations() -> [Migration; 4] {
     [
         Migration {
             version: 1,
@@ -208,6 +244,11 @@ pub fn migrations() -> [Migration; 3] {
             version: 3,
             name: "entity_merge_rows",
             sql: ENTITY_MERGE_ROWS_SQL,
+        },
+        Migration {
+            version: 4,
+            name: "ingest_reconciled",
+            sql: RECONCILED_SQL,
         },
     ]
 }

@@ -910,6 +910,13 @@ pub fn reset_collection(tx: &Transaction<'_>, collection: &str) -> Result<usize,
     )
     .map_err(sql(format!("resetting sync state of {collection}")))?;
     tx.execute(
+        "DELETE FROM ingest_reconciled WHERE collection = ?1",
+        [collection],
+    )
+    .map_err(sql(format!(
+        "resetting reconciliation marks of {collection}"
+    )))?;
+    tx.execute(
         "DELETE FROM ingest_indexed_rows WHERE collection = ?1",
         [collection],
     )

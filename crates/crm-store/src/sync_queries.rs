@@ -7,10 +7,12 @@
 //! touch the CRM rows). They read indexes rather than row data wherever they can, so a
 //! sync of an unchanged 1M-row CRM stays well under a second.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use sha2::{Digest, Sha256};
 
 use crate::error::{StoreError, sql};
 use crate::rows::{SourceTable, text};
+use crate::timestamp::Timestamp;
 
 /// Every id of a source table (soft-deleted rows included), ascending.
 ///
@@ -87,6 +89,73 @@ pub fn entity_links_of_table(
     })
     .and_then(Iterator::collect)
     .map_err(sql(context()))
+}
+
+/// A digest of what a reconciliation reads from the CRM for one table: every id, and
+/// every entity link, both in source-id order (as [`source_ids`] and
+/// [`entity_links_of_table`] return them). Equal digests mean the same ids and links.
+pub fn reconcile_digest(ids: &[i64], links: &[(i64, String)]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"ids\0");
+    hasher.update((ids.len() as u64).to_le_bytes());
+    for id in ids {
+        hasher.update(id.to_le_bytes());
+    }
+    hasher.update(b"links\0");
+    hasher.update((links.len() as u64).to_le_bytes());
+    for (id, entity) in links {
+        hasher.update(id.to_le_bytes());
+        hasher.update((entity.len() as u64).to_le_bytes());
+        hasher.update(entity.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The digest recorded by the last complete reconciliation of `table` in `collection`,
+/// unless a record of that table was written since (triggers on `ingest_indexed_rows`
+/// delete it on any insert, update or delete).
+pub fn reconciled_digest(
+    conn: &Connection,
+    collection: &str,
+    table: SourceTable,
+) -> Result<Option<String>, StoreError> {
+    conn.prepare_cached(
+        "SELECT digest FROM ingest_reconciled WHERE collection = ?1 AND source_table = ?2",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![collection, table.as_str()], |r| r.get(0))
+            .optional()
+    })
+    .map_err(sql(format!(
+        "reading the reconciliation mark of {collection}/{table}"
+    )))
+}
+
+/// Records that the records of `table` in `collection` agree with the CRM whose ids and
+/// links have `digest` (see [`reconcile_digest`]).
+pub fn set_reconciled_digest(
+    tx: &Transaction<'_>,
+    collection: &str,
+    table: SourceTable,
+    digest: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO ingest_reconciled (collection, source_table, digest, reconciled_at) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (collection, source_table) DO UPDATE SET \
+         digest = excluded.digest, reconciled_at = excluded.reconciled_at",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            collection,
+            table.as_str(),
+            digest,
+            Timestamp::now().to_canonical()
+        ])
+    })
+    .map_err(sql(format!(
+        "recording the reconciliation of {collection}/{table}"
+    )))?;
+    Ok(())
 }
 
 /// Whether any row is recorded as indexed in `collection` (without counting them all).
@@ -183,5 +252,74 @@ mod tests {
         );
         assert!(has_indexed_rows(&conn, "c").unwrap());
         assert!(!has_indexed_rows(&conn, "nope").unwrap());
+    }
+
+    #[test]
+    fn any_record_write_forgets_the_reconciliation_of_its_table_only() {
+        let (_dir, store) = store();
+        let mut conn = store.writer().unwrap();
+        let mark = |conn: &mut Connection, table: SourceTable| {
+            let tx = conn.transaction().unwrap();
+            set_reconciled_digest(&tx, "c", table, "d1").unwrap();
+            tx.commit().unwrap();
+        };
+        let marked =
+            |conn: &Connection, table: SourceTable| reconciled_digest(conn, "c", table).unwrap();
+        for table in [SourceTable::People, SourceTable::Deals] {
+            mark(&mut conn, table);
+        }
+        assert_eq!(marked(&conn, SourceTable::People).as_deref(), Some("d1"));
+
+        let writes = [
+            "INSERT INTO ingest_indexed_rows VALUES ('c', 'people', 1, NULL, 'h', 1, '2026-01-01')",
+            "UPDATE ingest_indexed_rows SET content_hash = 'h2' WHERE source_id = 1",
+            "DELETE FROM ingest_indexed_rows WHERE source_id = 1",
+        ];
+        for write in writes {
+            mark(&mut conn, SourceTable::People);
+            conn.execute(write, []).unwrap();
+            assert_eq!(marked(&conn, SourceTable::People), None, "{write}");
+            assert_eq!(
+                marked(&conn, SourceTable::Deals).as_deref(),
+                Some("d1"),
+                "{write} touched another table's mark"
+            );
+        }
+        // A record of another collection leaves this one's marks alone.
+        mark(&mut conn, SourceTable::People);
+        conn.execute(
+            "INSERT INTO ingest_indexed_rows VALUES ('other', 'people', 1, NULL, 'h', 1, '2026-01-01')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(marked(&conn, SourceTable::People).as_deref(), Some("d1"));
+
+        let tx = conn.transaction().unwrap();
+        crate::phase0::reset_collection(&tx, "c").unwrap();
+        tx.commit().unwrap();
+        assert_eq!(marked(&conn, SourceTable::Deals), None);
+    }
+
+    #[test]
+    fn digests_tell_ids_and_links_apart() {
+        let links = |pairs: &[(i64, &str)]| -> Vec<(i64, String)> {
+            pairs.iter().map(|(i, e)| (*i, (*e).to_owned())).collect()
+        };
+        let base = reconcile_digest(&[1, 2, 3], &links(&[(1, "person:1")]));
+        assert_eq!(
+            base,
+            reconcile_digest(&[1, 2, 3], &links(&[(1, "person:1")]))
+        );
+        for other in [
+            reconcile_digest(&[1, 2], &links(&[(1, "person:1")])),
+            reconcile_digest(&[1, 2, 4], &links(&[(1, "person:1")])),
+            reconcile_digest(&[1, 2, 3], &links(&[(1, "person:2")])),
+            reconcile_digest(&[1, 2, 3], &links(&[(2, "person:1")])),
+            reconcile_digest(&[1, 2, 3], &[]),
+            // Moving bytes between an entity id and the next id must not collide.
+            reconcile_digest(&[1, 2, 3], &links(&[(1, "person:1"), (2, "")])),
+        ] {
+            assert_ne!(base, other);
+        }
     }
 }

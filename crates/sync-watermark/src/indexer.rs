@@ -715,31 +715,68 @@ impl<'a> Run<'a> {
     /// Finds what the watermark cannot see and applies it: rows gone from the CRM, rows
     /// without a record, records left pending, rows whose entity moved. Three ordered
     /// lists are merged in one pass: the CRM's ids (read from a covering index), the
-    /// records, and the table's entity links.
+    /// records, and the table's entity links, all from one snapshot.
+    ///
+    /// The records are the long read (a million of them is 100+ MB of pages). A sync
+    /// skips it when the ids and links hash to the digest the last complete
+    /// reconciliation of the table recorded, and no record of the table was written
+    /// since (database triggers forget the digest on any record write): the records then
+    /// still agree with the CRM. A backfill always reads everything.
     async fn reconcile(&self, table: SourceTable) -> Result<(), SyncError> {
         let collection = self.collection.clone();
-        let (ids, keys, links) = self
+        let trust_mark = self.kind == RunKind::Sync;
+        let read = self
             .indexer
             .blocking_read(move |conn| {
-                let ids = sync_queries::source_ids(conn, table)?;
-                let keys = sync_queries::indexed_row_keys(conn, &collection, table, PENDING)?;
-                let links = sync_queries::entity_links_of_table(conn, table)?;
-                Ok((ids, keys, links))
+                let tx = conn.transaction().map_err(|source| {
+                    SyncError::from(StoreError::Sqlite {
+                        context: format!("starting the reconciliation read of `{table}`"),
+                        source,
+                    })
+                })?;
+                let ids = sync_queries::source_ids(&tx, table)?;
+                let links = sync_queries::entity_links_of_table(&tx, table)?;
+                let digest = sync_queries::reconcile_digest(&ids, &links);
+                if trust_mark
+                    && sync_queries::reconciled_digest(&tx, &collection, table)?.as_deref()
+                        == Some(digest.as_str())
+                {
+                    return Ok(None);
+                }
+                let keys = sync_queries::indexed_row_keys(&tx, &collection, table, PENDING)?;
+                Ok(Some((ids, keys, links, digest)))
             })
             .await?;
-        let plan = reconcile_plan(&ids, &keys, &links);
-        if plan.work.is_empty() {
+        let Some((ids, keys, links, digest)) = read else {
+            tracing::debug!(%table, "ids and links unchanged since the last reconciliation");
             return Ok(());
+        };
+        self.count(table, |c| c.records_scanned += keys.len() as u64);
+        let plan = reconcile_plan(&ids, &keys, &links);
+        drop((ids, keys, links));
+        if !plan.work.is_empty() {
+            tracing::info!(
+                %table,
+                rows = plan.work.len(),
+                hard_deleted = plan.hard_deleted,
+                "reconciling rows the watermark does not see"
+            );
+            let repairs = plan.work.len() as u64 - plan.hard_deleted;
+            self.count(table, |c| c.repairs_found += repairs);
+            self.process_ids(table, plan.work, Origin::Repair, 0)
+                .await?;
         }
-        tracing::info!(
-            %table,
-            rows = plan.work.len(),
-            hard_deleted = plan.hard_deleted,
-            "reconciling rows the watermark does not see"
-        );
-        let repairs = plan.work.len() as u64 - plan.hard_deleted;
-        self.count(table, |c| c.repairs_found += repairs);
-        self.process_ids(table, plan.work, Origin::Repair, 0).await
+        // The records now agree with the CRM as it was read (the repairs above wrote
+        // them from rows read since, at least as new). Later record writes in this run
+        // (dependents of another table) forget the mark again.
+        let collection = self.collection.clone();
+        self.check_stop_lease()?;
+        self.indexer
+            .blocking_write(move |tx| {
+                sync_queries::set_reconciled_digest(tx, &collection, table, &digest)?;
+                Ok(())
+            })
+            .await
     }
 
     /// Reads, encodes and applies the rows `ids` of `table` now, in batches.

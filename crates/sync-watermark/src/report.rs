@@ -111,6 +111,10 @@ pub struct TableCounts {
     /// Rows stamped after the start of the run (written meanwhile, or clocks ahead),
     /// read apart from the keyset pass.
     pub future_dated: u64,
+    /// Records read by reconciliation. A sync skips reading them (0) when the table's ids
+    /// and entity links have the digest its last complete reconciliation recorded and no
+    /// record of the table was written since; a backfill always reads them.
+    pub records_scanned: u64,
 }
 
 impl TableCounts {
@@ -128,6 +132,7 @@ impl TableCounts {
         self.repairs_found += other.repairs_found;
         self.conflicts_redone += other.conflicts_redone;
         self.future_dated += other.future_dated;
+        self.records_scanned += other.records_scanned;
     }
 
     /// Whether anything in the index or the records changed.
