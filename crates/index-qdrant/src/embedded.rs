@@ -58,12 +58,11 @@ const SEAL_POINTS: usize = 16_384;
 /// Marks a collection in bulk mode and keeps its real HNSW and optimizer settings.
 ///
 /// Sealed segments are written without an HNSW graph (`m = 0`), whatever their size, and
-/// are not merged while
-/// a long write goes on, so that every point's graph links are built once, by the next
-/// [`Embedded::optimize`], when the sealed segments are merged into large ones. This
-/// file is written before the collection's config is changed and removed after it is
-/// restored; a collection found with it (a run killed in bulk mode) gets its settings
-/// back when it is opened.
+/// are not merged while a long write goes on, so that every point's graph links are
+/// built once, by the next [`Embedded::optimize`], when the sealed segments are merged
+/// into large ones. This file is written before the collection's config is changed and
+/// removed after it is restored; a collection found with it (a run killed in bulk mode)
+/// gets its settings back when it is next loaded.
 const BULK_FILE: &str = "crm-bulk-mode.json";
 
 /// The settings a collection had before it entered bulk mode.
@@ -166,6 +165,11 @@ struct State {
 enum Slot {
     /// No collection on disk.
     Missing,
+    /// A collection on disk, not loaded yet: the first operation that needs the shard
+    /// loads it. Opening a large collection takes seconds (every segment's files are
+    /// mapped, its id tracker and in-RAM indexes read), and a sync with nothing to write
+    /// never needs it.
+    Closed,
     /// A directory that does not load; only a re-create can fix it.
     Broken(String),
     /// The shard, open.
@@ -227,27 +231,17 @@ impl Embedded {
         }
 
         let slot = if path.exists() {
-            match load_shard(&path) {
-                Ok(loaded) => Slot::Ready(Box::new(loaded)),
-                Err(detail) => {
-                    tracing::warn!(path = %path.display(), %detail, "embedded collection does not load");
-                    Slot::Broken(detail)
-                }
-            }
+            Slot::Closed
         } else {
             Slot::Missing
         };
-        tracing::debug!(path = %path.display(), ready = matches!(slot, Slot::Ready(_)), "opened embedded index");
-        let dense_dim = match &slot {
-            Slot::Ready(loaded) => loaded.dense_dim,
-            Slot::Missing | Slot::Broken(_) => 0,
-        };
+        tracing::debug!(path = %path.display(), exists = matches!(slot, Slot::Closed), "opened embedded index");
         Ok(Self {
             state: Arc::new(State {
                 collection,
                 path,
                 slot: RwLock::new(slot),
-                dense_dim: AtomicUsize::new(dense_dim),
+                dense_dim: AtomicUsize::new(0),
                 writes: Mutex::new(()),
                 unsealed: AtomicUsize::new(0),
                 _lock: lock,
@@ -275,7 +269,7 @@ impl Embedded {
 
     pub(crate) async fn exists(&self) -> Result<bool, IndexError> {
         self.run("exists", |state| {
-            Ok(matches!(*state.read_slot("exists")?, Slot::Ready(_)))
+            Ok(matches!(*state.loaded_slot("exists")?, Slot::Ready(_)))
         })
         .await
     }
@@ -437,6 +431,105 @@ impl Embedded {
     }
 
     pub(crate) async fn search(&self, plan: SearchPlan) -> Result<Vec<SearchHit>, IndexError> {
+        let SearchPlan {
+            filter,
+            limit,
+            query,
+        } = plan;
+        match query {
+            PlanQuery::Fused {
+                dense,
+                sparse: Some(sparse),
+                rrf_k,
+                prefetch_limit,
+            } => {
+                self.fused_search(filter, limit, dense, sparse, rrf_k, prefetch_limit)
+                    .await
+            }
+            query => {
+                self.single_search(SearchPlan {
+                    filter,
+                    limit,
+                    query,
+                })
+                .await
+            }
+        }
+    }
+
+    /// A hybrid search: the dense and the sparse prefetch run at the same time (the
+    /// engine would run them one after the other, each over every segment in turn),
+    /// then RRF fuses them exactly as the engine does (`1 / (k + i)` for the i-th hit,
+    /// counting from 0), ties broken by point id so that equal scores always come in
+    /// the same order, and the payloads of the fused top `limit` are read.
+    async fn fused_search(
+        &self,
+        filter: FilterSpec,
+        limit: usize,
+        dense: Vec<f32>,
+        sparse: SparseVector,
+        rrf_k: u32,
+        prefetch_limit: usize,
+    ) -> Result<Vec<SearchHit>, IndexError> {
+        let edge_filter = edge_filter(&filter);
+        let prefetch = |query: ScoringQuery| QueryRequest {
+            prefetches: Vec::new(),
+            query: Some(query),
+            filter: edge_filter.clone(),
+            score_threshold: None,
+            limit: prefetch_limit,
+            offset: 0,
+            params: None,
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(false),
+        };
+        let ranked = |request: QueryRequest| {
+            self.run("search", move |state| {
+                state.with_shard("search", |loaded| {
+                    let points = loaded
+                        .shard
+                        .query(request)
+                        .map_err(|err| state.engine("search", &err))?;
+                    Ok(points.into_iter().map(|p| p.id).collect::<Vec<PointId>>())
+                })
+            })
+        };
+        let (dense, sparse) = tokio::join!(
+            ranked(prefetch(dense_query(dense))),
+            ranked(prefetch(sparse_query(sparse)))
+        );
+        let fused = rrf(&[dense?, sparse?], rrf_k, limit);
+        if fused.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run("search", move |state| {
+            state.with_shard("search", |loaded| {
+                let ids: Vec<PointId> = fused.iter().map(|(id, _)| *id).collect();
+                let mut payloads: HashMap<PointId, Option<Payload>> = loaded
+                    .shard
+                    .retrieve(&ids, Some(WithPayloadInterface::Bool(true)), None)
+                    .map_err(|err| state.engine("search", &err))?
+                    .into_iter()
+                    .map(|record| (record.id, record.payload))
+                    .collect();
+                // A point deleted between the prefetches and this read is left out.
+                fused
+                    .into_iter()
+                    .filter_map(|(id, score)| {
+                        payloads.remove(&id).map(|payload| (id, score, payload))
+                    })
+                    .map(|(id, score, payload)| {
+                        let id = state.chunk_id(id)?;
+                        let payload = state.payload(&id, payload)?;
+                        Ok(SearchHit { id, score, payload })
+                    })
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn single_search(&self, plan: SearchPlan) -> Result<Vec<SearchHit>, IndexError> {
         self.run("search", move |state| {
             state.with_shard("search", |loaded| {
                 let request = edge_query(plan);
@@ -639,15 +732,67 @@ impl State {
         })
     }
 
-    /// Runs a read on the open shard.
+    /// The slot, with a collection that was on disk loaded first.
+    fn loaded_slot(
+        &self,
+        operation: &'static str,
+    ) -> Result<std::sync::RwLockReadGuard<'_, Slot>, IndexError> {
+        loop {
+            let slot = self.read_slot(operation)?;
+            if !matches!(*slot, Slot::Closed) {
+                return Ok(slot);
+            }
+            drop(slot);
+            let mut slot = self.write_slot(operation)?;
+            self.load_closed(&mut slot);
+        }
+    }
+
+    /// Loads a collection that is on disk but not loaded yet (another thread may have
+    /// done it meanwhile); one that does not load becomes [`Slot::Broken`].
+    fn load_closed(&self, slot: &mut Slot) {
+        if !matches!(*slot, Slot::Closed) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let loaded = load_shard(&self.path).and_then(|loaded| {
+            // Collections made by older versions may lack payload indexes. No write
+            // can be in flight: they all hold the slot's read side.
+            let created = self
+                .ensure_payload_indexes(&loaded)
+                .map_err(|err| err.to_string())?;
+            if created > 0 {
+                loaded.shard.flush();
+            }
+            Ok(loaded)
+        });
+        *slot = match loaded {
+            Ok(loaded) => {
+                tracing::debug!(
+                    path = %self.path.display(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "loaded embedded collection"
+                );
+                self.dense_dim.store(loaded.dense_dim, Ordering::Release);
+                Slot::Ready(Box::new(loaded))
+            }
+            Err(detail) => {
+                tracing::warn!(path = %self.path.display(), %detail, "embedded collection does not load");
+                Slot::Broken(detail)
+            }
+        };
+    }
+
+    /// Runs a read on the open shard (loading it first if needed).
     fn with_shard<T>(
         &self,
         operation: &'static str,
         f: impl FnOnce(&Loaded) -> Result<T, IndexError>,
     ) -> Result<T, IndexError> {
-        let slot = self.read_slot(operation)?;
+        let slot = self.loaded_slot(operation)?;
         match &*slot {
             Slot::Ready(loaded) => f(loaded),
+            Slot::Closed => Err(self.panicked(operation, "the collection was not loaded".into())),
             Slot::Missing => Err(IndexError::CollectionMissing {
                 engine: EngineKind::Embedded,
                 collection: self.collection.clone(),
@@ -698,20 +843,37 @@ impl State {
         if recreate && self.remove_blocking(&mut slot)? {
             status = CollectionStatus::Recreated;
         }
+        if matches!(*slot, Slot::Closed) {
+            // Its stored config tells whether it matches without loading it (a sync
+            // with nothing to write then never loads it); without one, load it.
+            match stored_config(&self.path) {
+                Some(config) => {
+                    self.check_config(&config, spec)?;
+                    return Ok(CollectionStatus::Existing);
+                }
+                None => self.load_closed(&mut slot),
+            }
+        }
         match &*slot {
             Slot::Ready(loaded) => {
-                self.check_matches(loaded, spec)?;
+                self.check_config(&loaded.shard.config(), spec)?;
                 let _writer = self.writes.lock().map_err(|_| {
                     self.panicked(
                         "ensure collection",
                         "an earlier write panicked inside the engine".into(),
                     )
                 })?;
-                self.ensure_payload_indexes(loaded)?;
-                loaded.shard.flush();
+                if self.ensure_payload_indexes(loaded)? > 0 {
+                    loaded.shard.flush();
+                }
                 return Ok(CollectionStatus::Existing);
             }
             Slot::Broken(detail) => return Err(self.broken("ensure collection", detail)),
+            Slot::Closed => {
+                return Err(
+                    self.panicked("ensure collection", "the collection was not loaded".into())
+                );
+            }
             Slot::Missing => {}
         }
         std::fs::create_dir_all(&self.path).map_err(|source| IndexError::Io {
@@ -755,9 +917,8 @@ impl State {
         Ok(true)
     }
 
-    fn check_matches(&self, loaded: &Loaded, spec: &CollectionSpec) -> Result<(), IndexError> {
-        let config = loaded.shard.config();
-        let found = describe_config(&config);
+    fn check_config(&self, config: &EdgeConfig, spec: &CollectionSpec) -> Result<(), IndexError> {
+        let found = describe_config(config);
         let expected = CollectionSpec::describe(spec.dense_dim);
         if found == expected {
             Ok(())
@@ -771,8 +932,10 @@ impl State {
         }
     }
 
-    fn ensure_payload_indexes(&self, loaded: &Loaded) -> Result<(), IndexError> {
+    /// Creates the payload indexes the collection lacks; returns how many.
+    fn ensure_payload_indexes(&self, loaded: &Loaded) -> Result<usize, IndexError> {
         let present = loaded.shard.info().payload_schema;
+        let mut created = 0;
         for (name, kind) in PAYLOAD_INDEXES {
             let path =
                 json_path(name).map_err(|detail| self.invalid("create payload index", &detail))?;
@@ -801,8 +964,9 @@ impl State {
                     },
                 )),
             )?;
+            created += 1;
         }
-        Ok(())
+        Ok(created)
     }
 
     fn to_edge_point(&self, point: ChunkPoint) -> Result<PointStructPersisted, IndexError> {
@@ -987,6 +1151,13 @@ fn compact_wal(path: &Path) -> Result<usize, String> {
     Ok(closed.len())
 }
 
+/// The config a collection stored when it was created (`edge_config.json`, qdrant-edge's
+/// own file), if it is there and readable.
+fn stored_config(path: &Path) -> Option<EdgeConfig> {
+    let bytes = std::fs::read(path.join("edge_config.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 fn load_shard(path: &Path) -> Result<Loaded, String> {
     compact_wal(path)?;
     // `EdgeShard::load` can panic on some corrupt files; keep that from taking the
@@ -1142,6 +1313,28 @@ fn sparse_query(sparse: SparseVector) -> ScoringQuery {
     )
 }
 
+/// Reciprocal rank fusion of ranked id lists, as qdrant-edge computes it with equal
+/// weights: each list adds `1 / (k + i)` to its i-th point (counting from 0). The
+/// best `limit`, by score then by id.
+fn rrf(lists: &[Vec<PointId>], k: u32, limit: usize) -> Vec<(PointId, f32)> {
+    let mut scores: HashMap<PointId, f32> = HashMap::new();
+    for list in lists {
+        for (position, id) in list.iter().enumerate() {
+            // The engine's own arithmetic (f32, this order), so scores match it exactly.
+            let score = 1.0 / ((position + 1) as f32 / 1.0 + k as f32 - 1.0);
+            *scores.entry(*id).or_insert(0.0) += score;
+        }
+    }
+    let mut fused: Vec<(PointId, f32)> = scores.into_iter().collect();
+    fused.sort_unstable_by(|a, b| {
+        OrderedFloat(b.1)
+            .cmp(&OrderedFloat(a.1))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    fused.truncate(limit);
+    fused
+}
+
 fn edge_query(plan: SearchPlan) -> QueryRequest {
     let filter = edge_filter(&plan.filter);
     let base = QueryRequest {
@@ -1211,5 +1404,108 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         text.clone()
     } else {
         "unknown panic".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::point::ChunkPayload;
+
+    const DIM: usize = 8;
+
+    fn point(id: i64) -> ChunkPoint {
+        // Vectors and terms that give the two prefetches different orders, with ties.
+        let dense: Vec<f32> = (0..DIM)
+            .map(|d| (((id as usize * 7 + d * 3) % 11) as f32) - 4.5)
+            .collect();
+        let sparse = SparseVector::new(
+            vec![1, 2 + (id % 5) as u32, 100 + id as u32],
+            vec![1.0 + (id % 3) as f32, 0.5, 0.25],
+        );
+        let payload = ChunkPayload {
+            source_table: "people".to_owned(),
+            source_id: id,
+            chunk_index: 0,
+            entity_id: None,
+            kind: "person".to_owned(),
+            title: format!("person {id}"),
+            text: format!("text {id}"),
+            organization_id: None,
+            occurred_at: None,
+            updated_at: "2026-06-05T13:55:12Z".to_owned(),
+            content_hash: format!("hash-{id}"),
+            extra: Default::default(),
+        };
+        ChunkPoint::new(dense, sparse, payload)
+    }
+
+    #[test]
+    fn rrf_adds_reciprocal_ranks_and_breaks_ties_by_id() {
+        let ids: Vec<PointId> = (1..=4u64).map(PointId::NumId).collect();
+        let fused = rrf(
+            &[vec![ids[2], ids[0]], vec![ids[1], ids[2], ids[3]]],
+            60,
+            10,
+        );
+        let order: Vec<PointId> = fused.iter().map(|(id, _)| *id).collect();
+        // 3: 1/60 + 1/61 (first and second); 2: 1/60; 1: 1/61; 4: 1/62.
+        assert_eq!(order, vec![ids[2], ids[1], ids[0], ids[3]]);
+        assert!((fused[0].1 - (1.0 / 60.0 + 1.0 / 61.0)).abs() < 1e-7);
+        let tie = rrf(&[vec![ids[3]], vec![ids[0]]], 2, 10);
+        assert_eq!(tie, vec![(ids[0], 0.5), (ids[3], 0.5)]);
+        assert_eq!(rrf(std::slice::from_ref(&ids), 2, 2).len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_fusion_scores_exactly_as_the_engine_fuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Embedded::open(dir.path().to_owned(), "c".to_owned())
+            .await
+            .unwrap();
+        index
+            .ensure_collection(CollectionSpec::new(DIM), false)
+            .await
+            .unwrap();
+        index.upsert((0..300).map(point).collect()).await.unwrap();
+        for (seed, k) in [(3, 60), (17, 2), (42, 1)] {
+            let query = point(seed);
+            let plan = || SearchPlan {
+                filter: FilterSpec::default(),
+                // Every candidate of both prefetches: no cut among equal scores.
+                limit: 100,
+                query: PlanQuery::Fused {
+                    dense: query.dense.clone(),
+                    sparse: Some(query.sparse.clone()),
+                    rrf_k: k,
+                    prefetch_limit: 40,
+                },
+            };
+            let ours = index.search(plan()).await.unwrap();
+            let engine = index.single_search(plan()).await.unwrap();
+            let key = |hits: &[SearchHit]| {
+                let mut key: Vec<(String, u32)> = hits
+                    .iter()
+                    .map(|h| (h.id.to_string(), h.score.to_bits()))
+                    .collect();
+                key.sort();
+                key
+            };
+            assert!(ours.len() > 40, "both prefetches contribute");
+            assert_eq!(key(&ours), key(&engine), "k = {k}");
+            assert!(ours.windows(2).all(|w| w[0].score >= w[1].score));
+            assert_eq!(
+                ours[0].payload.title,
+                format!("person {}", {
+                    let id = &ours[0].id;
+                    engine
+                        .iter()
+                        .find(|h| &h.id == id)
+                        .unwrap()
+                        .payload
+                        .source_id
+                })
+            );
+        }
     }
 }

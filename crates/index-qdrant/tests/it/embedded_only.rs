@@ -132,6 +132,41 @@ async fn a_directory_that_does_not_load_is_reported_and_recreate_repairs_it() {
 }
 
 #[tokio::test]
+async fn an_existing_collection_is_checked_without_loading_it_and_loads_at_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let index = with_collection(dir.path()).await;
+        index.upsert(people(10)).await.unwrap();
+    }
+    // A segment that no longer loads: only loading the shard can notice.
+    let segments = dir.path().join("crm_chunks").join("segments");
+    for segment in std::fs::read_dir(&segments).unwrap() {
+        let segment = segment.unwrap().path();
+        std::fs::write(segment.join("segment.json"), b"{ not json").unwrap();
+    }
+    let index = Index::open(IndexConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    // The stored config answers this: the shard is not loaded.
+    assert_eq!(
+        index
+            .ensure_collection(&CollectionSpec::new(DIM), false)
+            .await
+            .unwrap(),
+        CollectionStatus::Existing
+    );
+    // A config that does not match is still refused without loading.
+    let err = index
+        .ensure_collection(&CollectionSpec::new(DIM + 1), false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("dimensions"), "{err}");
+    // The first operation that needs the shard loads it, and reports what it found.
+    let err = index.count(&SearchFilter::default()).await.unwrap_err();
+    assert!(err.to_string().contains("does not load"), "{err}");
+}
+
+#[tokio::test]
 async fn collection_names_cannot_escape_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     for bad in ["../x", "a/b", "", "with space"] {
@@ -184,7 +219,7 @@ fn closed_wal_segments(dir: &std::path::Path) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_ahead_log_is_compacted_on_open_and_later_writes_still_apply() {
+async fn write_ahead_log_is_compacted_on_load_and_later_writes_still_apply() {
     let dir = tempfile::tempdir().unwrap();
     let spec = CollectionSpec {
         wal_segment_bytes: Some(64 * 1024),
@@ -210,8 +245,10 @@ async fn write_ahead_log_is_compacted_on_open_and_later_writes_still_apply() {
         let index = Index::open(IndexConfig::embedded(dir.path()))
             .await
             .unwrap();
-        assert_eq!(closed_wal_segments(dir.path()), 1);
+        // Opening is lazy: the shard loads (and its log is compacted) at first use.
+        assert_eq!(closed_wal_segments(dir.path()), before);
         assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 2000);
+        assert_eq!(closed_wal_segments(dir.path()), 1);
         // Operation numbers continue after compaction: updates to points already in a
         // segment must take effect, not be skipped as old.
         index
@@ -342,7 +379,7 @@ async fn a_long_write_seals_segments_without_graphs_and_optimize_builds_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_killed_in_bulk_mode_gets_its_settings_back_when_reopened() {
+async fn a_run_killed_in_bulk_mode_gets_its_settings_back_when_next_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let points = people(20_000);
     {
@@ -354,8 +391,9 @@ async fn a_run_killed_in_bulk_mode_gets_its_settings_back_when_reopened() {
     let index = Index::open(IndexConfig::embedded(dir.path()))
         .await
         .unwrap();
-    assert_eq!(stored_graph_degree(dir.path()), (16, false));
+    // Loaded at first use, and the settings come back then.
     assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 20_000);
+    assert_eq!(stored_graph_degree(dir.path()), (16, false));
     each_is_found(&index, &points, &[5, 19_999]).await;
     index.optimize().await.unwrap();
     assert_eq!(index.info().await.unwrap().points_count, 20_000);
