@@ -331,7 +331,7 @@ impl Default for SyncSettings {
     fn default() -> Self {
         Self {
             interval_secs: 300,
-            batch_size: 256,
+            batch_size: 1024,
             overlap_secs: 2,
         }
     }

@@ -36,12 +36,12 @@ pub struct SyncConfig {
 }
 
 impl SyncConfig {
-    /// A configuration with the defaults: 256 rows per batch, 2 s overlap, 2 batches in
+    /// A configuration with the defaults: 1,024 rows per batch, 2 s overlap, 2 batches in
     /// flight per stage, the index's default storage, optimize after changes, and
     /// `lease`.
     pub fn new(lease: LeaseConfig) -> Self {
         Self {
-            batch_size: 256,
+            batch_size: 1024,
             overlap: Duration::from_secs(2),
             pipeline_depth: 2,
             lease,
