@@ -253,6 +253,15 @@ impl Embedded {
         &self.state.path
     }
 
+    /// Whether the shard is loaded (or the collection is missing or broken): false while
+    /// a collection on disk waits for its first use.
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.state
+            .slot
+            .read()
+            .map_or(true, |slot| !matches!(*slot, Slot::Closed))
+    }
+
     /// Runs `f` on the blocking pool and turns a panic into an error.
     async fn run<T, F>(&self, operation: &'static str, f: F) -> Result<T, IndexError>
     where

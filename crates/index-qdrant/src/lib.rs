@@ -470,6 +470,16 @@ impl Index {
         dispatch!(self.info())
     }
 
+    /// The number of points, when it costs nothing much to know: always from a server;
+    /// from the embedded engine only if the collection is already loaded (`None`
+    /// otherwise: loading a million points only to count them takes seconds).
+    pub async fn points_count_if_loaded(&self) -> Result<Option<u64>, IndexError> {
+        match &self.engine {
+            Engine::Embedded(engine) if !engine.is_loaded() => Ok(None),
+            _ => Ok(Some(self.info().await?.points_count)),
+        }
+    }
+
     /// Runs the embedded engine's optimizer until it has nothing left to do: builds the
     /// HNSW graphs of large segments, merges small ones, vacuums deleted points. Call
     /// it after a bulk load; it can take minutes on millions of points, during which

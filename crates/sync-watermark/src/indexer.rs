@@ -198,8 +198,8 @@ impl Indexer {
         if let Err(err) = &result {
             tracing::error!(error = %err, ?outcome, "indexing run stopped");
         }
-        let points_in_index = match self.index.info().await {
-            Ok(info) => Some(info.points_count),
+        let points_in_index = match self.index.points_count_if_loaded().await {
+            Ok(points) => points,
             Err(err) => {
                 tracing::debug!(error = %err, "could not count the points at the end of the run");
                 None

@@ -171,7 +171,8 @@ pub struct RunReport {
     pub tables: BTreeMap<SourceTable, TableCounts>,
     /// Counts over all tables.
     pub totals: TableCounts,
-    /// Points in the collection at the end, when the index could tell.
+    /// Points in the collection at the end, when the index could tell without loading
+    /// an embedded collection the run never needed.
     pub points_in_index: Option<u64>,
     /// Milliseconds the index optimizer took after the run (`None` when it did not run).
     pub optimize_ms: Option<u64>,
