@@ -191,12 +191,6 @@ pub struct CollectionSpec {
     /// optimizer builds its graphs on the quantised copy, several times faster.
     #[serde(default = "yes")]
     pub quantize_int8: bool,
-    /// Keep the HNSW graphs and the sparse (BM25) inverted index in memory-mapped files
-    /// instead of reading them into RAM when the collection loads. On by default: the
-    /// embedded engine spent most of a million-point collection's 6 s load reading its
-    /// graphs, and the pages a search touches stay in the page cache anyway.
-    #[serde(default = "yes")]
-    pub indexes_on_disk: bool,
     /// Embedded engine only: size of one write-ahead-log segment file; `None` keeps
     /// qdrant-edge's default (32 MiB). The engine never reads its WAL back, and closed
     /// segments are removed each time the collection is opened, so this bounds the log's
@@ -215,8 +209,7 @@ fn no_payload_links() -> Option<usize> {
 
 impl CollectionSpec {
     /// A spec with `dense_dim` and the default storage choices: dense vectors in RAM with
-    /// an int8 copy, payloads, graphs and the sparse index on disk (memory-mapped),
-    /// Qdrant's HNSW defaults without payload links.
+    /// an int8 copy, payloads on disk, Qdrant's HNSW defaults without payload links.
     pub fn new(dense_dim: usize) -> Self {
         Self {
             dense_dim,
@@ -226,7 +219,6 @@ impl CollectionSpec {
             hnsw_ef_construct: None,
             hnsw_payload_m: no_payload_links(),
             quantize_int8: true,
-            indexes_on_disk: true,
             wal_segment_bytes: None,
         }
     }

@@ -1192,7 +1192,6 @@ fn edge_config(spec: &CollectionSpec) -> Result<EdgeConfig, String> {
         m: spec.hnsw_m.unwrap_or(defaults.m),
         ef_construct: spec.hnsw_ef_construct.unwrap_or(defaults.ef_construct),
         payload_m: spec.hnsw_payload_m.or(defaults.payload_m),
-        on_disk: Some(spec.indexes_on_disk),
         ..defaults
     };
     let builder = EdgeConfig::builder()
@@ -1207,7 +1206,6 @@ fn edge_config(spec: &CollectionSpec) -> Result<EdgeConfig, String> {
             SPARSE_VECTOR,
             EdgeSparseVectorParams::builder()
                 .modifier(Modifier::Idf)
-                .on_disk(spec.indexes_on_disk)
                 .build(),
         )
         .hnsw_config(hnsw)

@@ -14,9 +14,9 @@ use qdrant_client::qdrant::{
     DeletePoints, Distance, FieldType, Filter, GetPoints, HnswConfigDiff, Modifier, NamedVectors,
     PointId, PointStruct, PointsSelector, PrefetchQuery, QuantizationConfig, QuantizationType,
     Query, QueryPoints, Range, Rrf, ScalarQuantization, ScrollPoints, SetPayloadPoints,
-    SparseIndexConfig, SparseVectorConfig, SparseVectorParams, UpsertPoints, VectorInput,
-    VectorParams, VectorParamsMap, Vectors, VectorsConfig, point_id::PointIdOptions,
-    quantization_config, vector_output, vectors_config, vectors_output,
+    SparseVectorConfig, SparseVectorParams, UpsertPoints, VectorInput, VectorParams,
+    VectorParamsMap, Vectors, VectorsConfig, point_id::PointIdOptions, quantization_config,
+    vector_output, vectors_config, vectors_output,
 };
 use qdrant_client::{Qdrant, QdrantError};
 use serde_json::{Map, Value};
@@ -283,10 +283,7 @@ impl Server {
                 map: HashMap::from([(
                     SPARSE_VECTOR.to_owned(),
                     SparseVectorParams {
-                        index: Some(SparseIndexConfig {
-                            on_disk: Some(spec.indexes_on_disk),
-                            ..SparseIndexConfig::default()
-                        }),
+                        index: None,
                         modifier: Some(Modifier::Idf as i32),
                     },
                 )]),
@@ -295,7 +292,6 @@ impl Server {
                 m: spec.hnsw_m.map(|m| m as u64),
                 ef_construct: spec.hnsw_ef_construct.map(|ef| ef as u64),
                 payload_m: spec.hnsw_payload_m.map(|m| m as u64),
-                on_disk: Some(spec.indexes_on_disk),
                 ..HnswConfigDiff::default()
             }),
             on_disk_payload: Some(spec.payload_on_disk),

@@ -166,30 +166,6 @@ async fn an_existing_collection_is_checked_without_loading_it_and_loads_at_first
     assert!(err.to_string().contains("does not load"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graphs_and_the_sparse_index_are_memory_mapped_and_searched_after_a_reload() {
-    let dir = tempfile::tempdir().unwrap();
-    let points = people(3_000);
-    {
-        let index = with_collection(dir.path()).await;
-        upsert_in_batches(&index, &points).await;
-        index.optimize().await.unwrap();
-    }
-    let collection = dir.path().join(index_qdrant::DEFAULT_COLLECTION);
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(collection.join("edge_config.json")).unwrap())
-            .unwrap();
-    assert_eq!(config["hnsw_config"]["on_disk"], true, "{config}");
-    assert_eq!(
-        config["sparse_vectors"]["bm25"]["on_disk"], true,
-        "{config}"
-    );
-    let index = Index::open(IndexConfig::embedded(dir.path()))
-        .await
-        .unwrap();
-    each_is_found(&index, &points, &[0, 1_500, 2_999]).await;
-}
-
 #[tokio::test]
 async fn collection_names_cannot_escape_the_directory() {
     let dir = tempfile::tempdir().unwrap();
