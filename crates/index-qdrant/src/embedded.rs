@@ -865,16 +865,8 @@ impl State {
         }
         match &*slot {
             Slot::Ready(loaded) => {
+                // Its payload indexes were ensured when it was loaded or created.
                 self.check_config(&loaded.shard.config(), spec)?;
-                let _writer = self.writes.lock().map_err(|_| {
-                    self.panicked(
-                        "ensure collection",
-                        "an earlier write panicked inside the engine".into(),
-                    )
-                })?;
-                if self.ensure_payload_indexes(loaded)? > 0 {
-                    loaded.shard.flush();
-                }
                 return Ok(CollectionStatus::Existing);
             }
             Slot::Broken(detail) => return Err(self.broken("ensure collection", detail)),
