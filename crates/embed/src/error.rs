@@ -60,13 +60,12 @@ pub enum EmbedError {
         problem: String,
     },
     /// The in-process model failed.
-    #[error("the local model failed on a batch of {batch} input(s): {source}")]
+    #[error("the local model failed on a batch of {batch} input(s): {problem}")]
     Inference {
         /// Inputs in the batch.
         batch: usize,
-        /// candle's error.
-        #[source]
-        source: candle_core::Error,
+        /// What went wrong.
+        problem: String,
     },
     /// A blocking worker did not finish.
     #[error("an embedding worker thread failed: {0}")]

@@ -5,22 +5,21 @@
 //! (and, when present, `sentence_bert_config.json` for the sequence limit), and computes
 //! what sentence-transformers computes: token embeddings, mean over the attention mask,
 //! L2 normalisation. Inputs are tokenised without padding, truncated to the model's
-//! sequence limit (256 tokens for all-MiniLM-L6-v2, special tokens included), sorted by
-//! length and run in batches padded only to their own longest input, so short texts do
-//! not pay for long ones. The work runs on tokio's blocking pool; candle's matrix
-//! products use as many threads as `RAYON_NUM_THREADS` (default: every core).
+//! sequence limit (256 tokens for all-MiniLM-L6-v2, special tokens included), and run
+//! in batches of packed, unpadded sequences (see [`super::bert`]), so short texts do
+//! not pay for long ones. The work runs on tokio's blocking pool; the matrix products
+//! and the per-row passes use rayon's pool (`RAYON_NUM_THREADS`, default: every core).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::EmbedError;
+use crate::dense::bert::{Bert, BertConfig};
 use crate::dense::spark::Role;
 use crate::error::preview;
 
@@ -78,13 +77,12 @@ pub struct LocalBertEmbedder {
 }
 
 struct Inner {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     config: LocalModelConfig,
     model_id: String,
     dimension: usize,
     max_seq_len: usize,
-    pad_id: u32,
     weights_sha256: String,
 }
 
@@ -122,6 +120,8 @@ impl LocalBertEmbedder {
         let bert: BertConfig = serde_json::from_slice(&read(&config_path)?).map_err(|e| {
             files_error(config_path.clone(), format!("not a BERT config.json: {e}"))
         })?;
+        bert.validate()
+            .map_err(|e| files_error(config_path.clone(), e))?;
 
         let st_path = dir.join("sentence_bert_config.json");
         let st_limit = match std::fs::read(&st_path) {
@@ -162,9 +162,10 @@ impl LocalBertEmbedder {
         let weights_path = dir.join("model.safetensors");
         let weights = read(&weights_path)?;
         let weights_sha256 = hex::encode(Sha256::digest(&weights));
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+        let tensors = candle_core::safetensors::load_buffer(&weights, &Device::Cpu)
             .map_err(|e| files_error(weights_path.clone(), e.to_string()))?;
-        let model = BertModel::load(vb, &bert)
+        drop(weights);
+        let model = Bert::new(&bert, tensors)
             .map_err(|e| files_error(weights_path.clone(), format!("not a BERT model: {e}")))?;
 
         let model_id = config.model_id.clone().unwrap_or_else(|| {
@@ -187,7 +188,6 @@ impl LocalBertEmbedder {
                 model_id,
                 dimension: bert.hidden_size,
                 max_seq_len,
-                pad_id: u32::try_from(bert.pad_token_id).unwrap_or(0),
                 weights_sha256,
                 config,
             }),
@@ -258,7 +258,7 @@ impl LocalBertEmbedder {
             Role::Query => &inner.config.query_prefix,
             Role::Document => &inner.config.document_prefix,
         };
-        let mut encoded: Vec<(usize, Vec<u32>)> = Vec::with_capacity(texts.len());
+        let mut encoded: Vec<Vec<u32>> = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
             let input = if prefix.is_empty() {
                 std::borrow::Cow::Borrowed(text.as_str())
@@ -273,21 +273,19 @@ impl LocalBertEmbedder {
                     preview: preview(text),
                     problem: e.to_string(),
                 })?;
-            encoded.push((i, encoding.get_ids().to_vec()));
+            encoded.push(encoding.get_ids().to_vec());
         }
-        // Longest first, so batches hold inputs of similar length and pad little.
-        encoded.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        let mut out: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
         for batch in encoded.chunks(inner.config.max_batch) {
-            let vectors = self
-                .run_batch(batch)
-                .map_err(|source| EmbedError::Inference {
+            let ids: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
+            let vectors = inner
+                .model
+                .embed(&ids)
+                .map_err(|problem| EmbedError::Inference {
                     batch: batch.len(),
-                    source,
+                    problem,
                 })?;
-            for ((index, _), vector) in batch.iter().zip(vectors) {
-                out[*index] = vector;
-            }
+            out.extend(vectors);
         }
         for (i, vector) in out.iter().enumerate() {
             if vector.len() != inner.dimension || vector.iter().any(|v| !v.is_finite()) {
@@ -304,36 +302,5 @@ impl LocalBertEmbedder {
             }
         }
         Ok(out)
-    }
-
-    /// Mean-pooled, L2-normalised vectors of one batch of token id sequences.
-    fn run_batch(&self, batch: &[(usize, Vec<u32>)]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let inner = &*self.inner;
-        let rows = batch.len();
-        let width = batch
-            .iter()
-            .map(|(_, ids)| ids.len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let mut ids = Vec::with_capacity(rows * width);
-        let mut mask = Vec::with_capacity(rows * width);
-        for (_, seq) in batch {
-            ids.extend_from_slice(seq);
-            ids.extend(std::iter::repeat_n(inner.pad_id, width - seq.len()));
-            mask.extend(std::iter::repeat_n(1u32, seq.len()));
-            mask.extend(std::iter::repeat_n(0u32, width - seq.len()));
-        }
-        let device = &inner.model.device;
-        let ids = Tensor::from_vec(ids, (rows, width), device)?;
-        let mask = Tensor::from_vec(mask, (rows, width), device)?;
-        let types = ids.zeros_like()?;
-        let hidden = inner.model.forward(&ids, &types, Some(&mask))?;
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-        let counts = mask.sum(1)?;
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
-        mean.broadcast_div(&norm)?.to_vec2::<f32>()
     }
 }

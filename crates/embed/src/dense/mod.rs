@@ -1,6 +1,7 @@
 //! Dense embedders behind one API: a remote OpenAI-compatible server ([`SparkEmbedder`])
 //! or the in-process BERT model ([`LocalBertEmbedder`]).
 
+mod bert;
 pub mod local;
 pub mod spark;
 

@@ -168,3 +168,135 @@ async fn the_embedder_chunks_embeds_and_fingerprints() {
     .unwrap();
     assert_ne!(fp.hash(), other.hash());
 }
+
+/// candle-transformers' BERT on one padded, masked batch: an independent forward pass
+/// (padding, attention mask, its own ops) to hold the packed encoder against.
+fn padded_reference(texts: &[String]) -> Vec<Vec<f32>> {
+    use candle_core::{DType, Device, Tensor};
+    use candle_transformers::models::bert::{BertModel, Config};
+
+    let dir = model_dir();
+    let config: Config =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let vb = var_builder(&dir.join("model.safetensors"));
+    let bert = BertModel::load(vb, &config).unwrap();
+    let tokenizer = model().tokenizer().clone();
+    let encoded: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| tokenizer.encode_fast(t.as_str(), true).unwrap().get_ids().to_vec())
+        .collect();
+    let width = encoded.iter().map(Vec::len).max().unwrap();
+    let mut ids = Vec::new();
+    let mut mask = Vec::new();
+    for seq in &encoded {
+        ids.extend(seq.iter().copied().chain(std::iter::repeat_n(0, width - seq.len())));
+        mask.extend((0..width).map(|i| u32::from(i < seq.len())));
+    }
+    let ids = Tensor::from_vec(ids, (texts.len(), width), &Device::Cpu).unwrap();
+    let mask = Tensor::from_vec(mask, (texts.len(), width), &Device::Cpu).unwrap();
+    let hidden = bert
+        .forward(&ids, &ids.zeros_like().unwrap(), Some(&mask))
+        .unwrap();
+    let mask = mask.to_dtype(DType::F32).unwrap().unsqueeze(2).unwrap();
+    let mean = hidden
+        .broadcast_mul(&mask)
+        .unwrap()
+        .sum(1)
+        .unwrap()
+        .broadcast_div(&mask.sum(1).unwrap())
+        .unwrap();
+    mean.to_vec2::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(|v| {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / norm).collect()
+        })
+        .collect()
+}
+
+fn var_builder(path: &std::path::Path) -> candle_nn::VarBuilder<'static> {
+    candle_nn::VarBuilder::from_buffered_safetensors(
+        std::fs::read(path).unwrap(),
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn packed_batches_match_a_padded_masked_forward_pass() {
+    // Lengths from one word to past the 256-token limit (truncated), in an order that
+    // puts short and long inputs in the same packed batch, across batch boundaries.
+    let words = [
+        "custody", "lightning", "mining", "payments", "the", "fund", "met", "Acme", "über",
+        "東京", "series", "A", "🚀", "board", "seat",
+    ];
+    let texts: Vec<String> = [1usize, 40, 3, 200, 9, 0, 17, 120, 2, 5, 260, 33, 70, 11]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            (0..n.max(1))
+                .map(|j| words[(i * 7 + j * 3) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let reference = padded_reference(&texts);
+
+    let mut config = LocalModelConfig::new(model_dir());
+    config.max_batch = 5;
+    let packed = LocalBertEmbedder::load(config).unwrap();
+    let got = packed.embed_documents(&texts).await.unwrap();
+    assert_eq!(got.len(), texts.len());
+    for ((text, expected), got) in texts.iter().zip(&reference).zip(&got) {
+        let c = cosine(expected, got);
+        assert!(c >= 0.99999, "cosine {c} for {text:?}");
+        let worst = expected
+            .iter()
+            .zip(got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "largest component difference {worst} for {text:?}");
+    }
+    // Every batch size gives the same vectors.
+    for max_batch in [1, 14] {
+        let mut config = LocalModelConfig::new(model_dir());
+        config.max_batch = max_batch;
+        let other = LocalBertEmbedder::load(config).unwrap();
+        let again = other.embed_documents(&texts).await.unwrap();
+        for (a, b) in again.iter().zip(&got) {
+            assert!(cosine(a, b) >= 0.999_999, "batch {max_batch}");
+        }
+    }
+}
+
+#[test]
+fn unsupported_architectures_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["tokenizer.json", "model.safetensors"] {
+        std::fs::copy(model_dir().join(file), dir.path().join(file)).unwrap();
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model_dir().join("config.json")).unwrap()).unwrap();
+    for (key, value, expected, file) in [
+        ("hidden_act", serde_json::json!("swish"), "hidden_act \"swish\"", "config.json"),
+        ("num_attention_heads", serde_json::json!(5), "not a multiple", "config.json"),
+        ("position_embedding_type", serde_json::json!("relative_key"), "relative_key", "config.json"),
+        // The config and the weights disagree: the tensor is named.
+        ("intermediate_size", serde_json::json!(1000), "intermediate.dense.weight", "model.safetensors"),
+    ] {
+        let mut changed = config.clone();
+        changed[key] = value;
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_vec(&changed).unwrap(),
+        )
+        .unwrap();
+        let err = LocalBertEmbedder::load(LocalModelConfig::new(dir.path())).unwrap_err();
+        assert!(matches!(err, EmbedError::ModelFiles { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains(expected), "{key}: {message}");
+        assert!(message.contains(file), "{key}: {message}");
+    }
+}
