@@ -70,7 +70,10 @@ impl BertConfig {
             ));
         }
         if self.type_vocab_size == 0 || self.vocab_size == 0 || self.max_position_embeddings == 0 {
-            return Err("type_vocab_size, vocab_size and max_position_embeddings must be at least 1".to_owned());
+            return Err(
+                "type_vocab_size, vocab_size and max_position_embeddings must be at least 1"
+                    .to_owned(),
+            );
         }
         Ok(activation)
     }
@@ -176,7 +179,12 @@ impl Weights {
     }
 }
 
-fn linear(weight: Vec<f32>, inputs: usize, outputs: usize, bias: Vec<f32>) -> Result<Linear, String> {
+fn linear(
+    weight: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+    bias: Vec<f32>,
+) -> Result<Linear, String> {
     let weight = Tensor::from_vec(weight, (inputs, outputs), &Device::Cpu)
         .map_err(|e| format!("a {inputs}×{outputs} weight: {e}"))?;
     Ok(Linear { weight, bias })
@@ -196,7 +204,10 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 impl Bert {
     /// Builds the encoder from a checkpoint's tensors (names with or without the `bert.`
     /// prefix). The error names the missing or misshapen tensor, or the unsupported setting.
-    pub(crate) fn new(config: &BertConfig, tensors: HashMap<String, Tensor>) -> Result<Self, String> {
+    pub(crate) fn new(
+        config: &BertConfig,
+        tensors: HashMap<String, Tensor>,
+    ) -> Result<Self, String> {
         let activation = config.validate()?;
         let hidden = config.hidden_size;
         let heads = config.num_attention_heads;
@@ -225,7 +236,11 @@ impl Bert {
             }
             layers.push(Layer {
                 qkv: linear(weight, hidden, 3 * hidden, bias)?,
-                attention_out: w.linear(&format!("{base}.attention.output.dense"), hidden, hidden)?,
+                attention_out: w.linear(
+                    &format!("{base}.attention.output.dense"),
+                    hidden,
+                    hidden,
+                )?,
                 attention_norm: w.norm(&format!("{base}.attention.output.LayerNorm"), hidden)?,
                 up: w.linear(&format!("{base}.intermediate.dense"), hidden, inter)?,
                 down: w.linear(&format!("{base}.output.dense"), inter, hidden)?,
@@ -237,7 +252,10 @@ impl Bert {
             &[config.type_vocab_size, hidden],
         )?;
         Ok(Self {
-            word: w.get("embeddings.word_embeddings.weight", &[config.vocab_size, hidden])?,
+            word: w.get(
+                "embeddings.word_embeddings.weight",
+                &[config.vocab_size, hidden],
+            )?,
             position: w.get(
                 "embeddings.position_embeddings.weight",
                 &[config.max_position_embeddings, hidden],
@@ -567,7 +585,11 @@ fn layer_norm(row: &mut [f32], norm: &LayerNorm, eps: f32) {
             *a += (v - mean) * (v - mean);
         }
     }
-    let var = (chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum::<f32>()
+    let var = (chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum::<f32>()
         + centred.iter().sum::<f32>())
         / n;
     let inv = 1.0 / (var + eps).sqrt();
@@ -675,9 +697,14 @@ mod tests {
     #[test]
     fn lane_folds_agree_with_plain_folds() {
         for n in [0usize, 1, 7, 8, 9, 100, 384, 1000] {
-            let values: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+            let values: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
             let sum: f64 = values.iter().map(|v| f64::from(*v)).sum();
-            assert!((f64::from(lanes(&values, 0.0, |a, b| a + b)) - sum).abs() < 1e-3, "{n}");
+            assert!(
+                (f64::from(lanes(&values, 0.0, |a, b| a + b)) - sum).abs() < 1e-3,
+                "{n}"
+            );
             let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             assert_eq!(lanes(&values, f32::NEG_INFINITY, f32::max), max, "{n}");
         }
@@ -686,7 +713,9 @@ mod tests {
     #[test]
     fn softmax_rows_sum_to_one_and_keep_their_order() {
         let mut scores = Tensor::from_vec(
-            vec![1.0f32, 2.0, 3.0, -1e30, 0.0, 0.0, 0.0, 0.0, 50.0, -50.0, 0.0, 1.0],
+            vec![
+                1.0f32, 2.0, 3.0, -1e30, 0.0, 0.0, 0.0, 0.0, 50.0, -50.0, 0.0, 1.0,
+            ],
             (3, 4),
             &Device::Cpu,
         )
@@ -699,7 +728,11 @@ mod tests {
         }
         let e = [0.5f64.exp(), 1f64.exp(), 1.5f64.exp()];
         let total: f64 = e.iter().sum();
-        assert!((f64::from(rows[0][2]) - e[2] / total).abs() < 1e-6, "{:?}", rows[0]);
+        assert!(
+            (f64::from(rows[0][2]) - e[2] / total).abs() < 1e-6,
+            "{:?}",
+            rows[0]
+        );
         assert!(rows[0][3] < 1e-37, "{:?}", rows[0]);
         assert_eq!(rows[1], vec![0.25; 4]);
         assert!(rows[2][0] > 0.999_99 && rows[2][1] < 1e-10, "{:?}", rows[2]);
@@ -711,8 +744,12 @@ mod tests {
         let input = row.clone();
         activate(&mut row, Activation::GeluErf);
         for (x, y) in input.iter().zip(&row) {
-            let want = 0.5 * f64::from(*x) * (1.0 + f64::from(libm::erff(x / std::f32::consts::SQRT_2)));
-            assert!((f64::from(*y) - want).abs() < 1e-6, "gelu({x}) = {y}, want {want}");
+            let want =
+                0.5 * f64::from(*x) * (1.0 + f64::from(libm::erff(x / std::f32::consts::SQRT_2)));
+            assert!(
+                (f64::from(*y) - want).abs() < 1e-6,
+                "gelu({x}) = {y}, want {want}"
+            );
         }
     }
 }

@@ -183,13 +183,23 @@ fn padded_reference(texts: &[String]) -> Vec<Vec<f32>> {
     let tokenizer = model().tokenizer().clone();
     let encoded: Vec<Vec<u32>> = texts
         .iter()
-        .map(|t| tokenizer.encode_fast(t.as_str(), true).unwrap().get_ids().to_vec())
+        .map(|t| {
+            tokenizer
+                .encode_fast(t.as_str(), true)
+                .unwrap()
+                .get_ids()
+                .to_vec()
+        })
         .collect();
     let width = encoded.iter().map(Vec::len).max().unwrap();
     let mut ids = Vec::new();
     let mut mask = Vec::new();
     for seq in &encoded {
-        ids.extend(seq.iter().copied().chain(std::iter::repeat_n(0, width - seq.len())));
+        ids.extend(
+            seq.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0, width - seq.len())),
+        );
         mask.extend((0..width).map(|i| u32::from(i < seq.len())));
     }
     let ids = Tensor::from_vec(ids, (texts.len(), width), &Device::Cpu).unwrap();
@@ -229,8 +239,21 @@ async fn packed_batches_match_a_padded_masked_forward_pass() {
     // Lengths from one word to past the 256-token limit (truncated), in an order that
     // puts short and long inputs in the same packed batch, across batch boundaries.
     let words = [
-        "custody", "lightning", "mining", "payments", "the", "fund", "met", "Acme", "über",
-        "東京", "series", "A", "🚀", "board", "seat",
+        "custody",
+        "lightning",
+        "mining",
+        "payments",
+        "the",
+        "fund",
+        "met",
+        "Acme",
+        "über",
+        "東京",
+        "series",
+        "A",
+        "🚀",
+        "board",
+        "seat",
     ];
     let texts: Vec<String> = [1usize, 40, 3, 200, 9, 0, 17, 120, 2, 5, 260, 33, 70, 11]
         .iter()
@@ -257,7 +280,10 @@ async fn packed_batches_match_a_padded_masked_forward_pass() {
             .zip(got)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        assert!(worst < 1e-4, "largest component difference {worst} for {text:?}");
+        assert!(
+            worst < 1e-4,
+            "largest component difference {worst} for {text:?}"
+        );
     }
     // Every batch size gives the same vectors.
     for max_batch in [1, 14] {
@@ -280,11 +306,31 @@ fn unsupported_architectures_are_named() {
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model_dir().join("config.json")).unwrap()).unwrap();
     for (key, value, expected, file) in [
-        ("hidden_act", serde_json::json!("swish"), "hidden_act \"swish\"", "config.json"),
-        ("num_attention_heads", serde_json::json!(5), "not a multiple", "config.json"),
-        ("position_embedding_type", serde_json::json!("relative_key"), "relative_key", "config.json"),
+        (
+            "hidden_act",
+            serde_json::json!("swish"),
+            "hidden_act \"swish\"",
+            "config.json",
+        ),
+        (
+            "num_attention_heads",
+            serde_json::json!(5),
+            "not a multiple",
+            "config.json",
+        ),
+        (
+            "position_embedding_type",
+            serde_json::json!("relative_key"),
+            "relative_key",
+            "config.json",
+        ),
         // The config and the weights disagree: the tensor is named.
-        ("intermediate_size", serde_json::json!(1000), "intermediate.dense.weight", "model.safetensors"),
+        (
+            "intermediate_size",
+            serde_json::json!(1000),
+            "intermediate.dense.weight",
+            "model.safetensors",
+        ),
     ] {
         let mut changed = config.clone();
         changed[key] = value;
