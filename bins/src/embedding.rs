@@ -46,7 +46,12 @@ pub fn embedder_from_settings(
     settings: &Settings,
     env: &BTreeMap<String, String>,
 ) -> anyhow::Result<Embedder> {
-    let dense = dense_from_settings(settings, env)?;
+    embedder_over(dense_from_settings(settings, env)?)
+}
+
+/// The indexing embedder over an already loaded dense model (chunking and BM25 as
+/// [`embedder_from_settings`] sets them).
+pub fn embedder_over(dense: DenseEmbedder) -> anyhow::Result<Embedder> {
     Ok(Embedder::new(
         dense,
         ChunkerConfig::default(),

@@ -1,19 +1,23 @@
 //! `crm-mcp`: the MCP server over the CRM. stdio by default; `--http [ADDR]` serves
-//! Streamable HTTP (`/mcp` and `/health`) instead.
+//! Streamable HTTP (`/mcp` and `/health`) instead. `--sync-every SECS` also keeps the
+//! index in step from this process, sharing one open index with the searches.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use crm_store::{Store, StoreConfig};
 use crm_substrate::cli::{self, CommonArgs, Context};
-use crm_substrate::embedding::dense_from_settings;
-use crm_substrate::indexing::index_config;
-use crm_substrate::settings::Settings;
+use crm_substrate::embedding::{dense_from_settings, embedder_over};
+use crm_substrate::indexing::{index_config, prepare, render_report};
+use index_qdrant::Index;
 use mcp_tools::http::{CancellationToken, HttpConfig};
 use mcp_tools::search::DenseModel;
 use mcp_tools::{CrmTools, SearchBackend, SearchConfig, ToolsConfig};
+use sync_watermark::{FailureKind, Indexer, NoProgress};
 
 /// Serve the CRM to AI agents over MCP.
 ///
@@ -35,6 +39,17 @@ struct Args {
     /// Remove the write tools from the tool list (same as MCP_READ_ONLY=true).
     #[arg(long)]
     read_only: bool,
+
+    /// Also keep the index in step with the CRM from this process: an incremental sync
+    /// (what crm-sync does) at start and then SECS seconds after each one ends, sharing
+    /// one open index with the searches. The embedded engine admits one process at a
+    /// time and loading a large collection takes seconds (about 6 s at a million
+    /// points), which a crm-sync --watch beside this server pays on every run and a
+    /// search after an idle release pays again; one process doing both pays it once.
+    /// Do not also run crm-sync --watch (its runs would find the index taken). Needs an
+    /// embedding model (Spark Control or the local one).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    sync_every: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -61,12 +76,19 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        runtime.block_on(run(&ctx.settings, dense, args.http.is_some()))?;
+        let sync_every = args.sync_every.map(Duration::from_secs);
+        runtime.block_on(run(&ctx, dense, args.http.is_some(), sync_every))?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn run(settings: &Settings, dense: DenseModel, http: bool) -> anyhow::Result<()> {
+async fn run(
+    ctx: &Context,
+    dense: DenseModel,
+    http: bool,
+    sync_every: Option<Duration>,
+) -> anyhow::Result<()> {
+    let settings = &ctx.settings;
     let store = Store::open(StoreConfig::new(&settings.db_path))
         .with_context(|| format!("opening the CRM database {}", settings.db_path.display()))?;
     let config = ToolsConfig {
@@ -76,28 +98,109 @@ async fn run(settings: &Settings, dense: DenseModel, http: bool) -> anyhow::Resu
     };
     let mut search = SearchConfig::new(index_config(settings));
     search.rrf_k = settings.qdrant.rrf_k;
-    let search = SearchBackend::new(search, dense)?;
+    let shutdown = CancellationToken::new();
+    let mut syncing = None;
+    let search = match sync_every {
+        None => SearchBackend::new(search, dense)?,
+        Some(interval) => {
+            let dense_model = match &dense {
+                Ok(model) => model.clone(),
+                Err(why) => anyhow::bail!("--sync-every needs an embedding model: {why}"),
+            };
+            let index = Arc::new(
+                Index::open(search.index.clone())
+                    .await
+                    .context("opening the search index")?,
+            );
+            let (encoder, sync_config) =
+                prepare(settings, &ctx.env, embedder_over(dense_model)?, "crm-mcp").await?;
+            let indexer = Indexer::new(
+                store.clone(),
+                index.clone(),
+                encoder,
+                sync_config,
+                Arc::new(NoProgress),
+            )?;
+            syncing = Some(tokio::spawn(sync_loop(indexer, interval, shutdown.clone())));
+            SearchBackend::sharing(search, dense, index)?
+        }
+    };
     let tools = CrmTools::with_search(store, config, search)?;
     tracing::info!(
         db = %settings.db_path.display(),
         read_only = settings.mcp.read_only,
         tools = tools.tool_names().len(),
+        sync_every_secs = sync_every.map(|d| d.as_secs()),
         "crm-mcp ready"
     );
-    if !http {
-        mcp_tools::serve_stdio(tools).await?;
-        return Ok(());
-    }
-    let config = HttpConfig {
-        token: settings.mcp.token.as_ref().map(|t| t.expose().to_owned()),
-        allowed_origins: settings.mcp.allowed_origins.clone(),
-        allowed_hosts: settings.mcp.allowed_hosts.clone(),
-        ..HttpConfig::new(settings.mcp.http_addr)
+    let served = if http {
+        let config = HttpConfig {
+            token: settings.mcp.token.as_ref().map(|t| t.expose().to_owned()),
+            allowed_origins: settings.mcp.allowed_origins.clone(),
+            allowed_hosts: settings.mcp.allowed_hosts.clone(),
+            ..HttpConfig::new(settings.mcp.http_addr)
+        };
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        mcp_tools::http::bind_and_serve(tools, config, shutdown.clone()).await
+    } else {
+        mcp_tools::serve_stdio(tools).await
     };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    mcp_tools::http::bind_and_serve(tools, config, shutdown).await?;
+    // The sync in progress finishes the batch it is writing, then the loop ends.
+    shutdown.cancel();
+    if let Some(task) = syncing {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                served?;
+                return Err(err);
+            }
+            Err(err) => tracing::error!(error = %err, "the sync loop panicked"),
+        }
+    }
+    served?;
     tracing::info!("crm-mcp stopped");
+    Ok(())
+}
+
+/// Syncs now and then `interval` after each run ends, until `stop`. Failures are logged
+/// and retried at the next interval, except a fingerprint mismatch, which needs an
+/// operator (`crm-backfill --recreate`): it ends the loop (searches go on) with an error.
+async fn sync_loop(
+    indexer: Indexer,
+    interval: Duration,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    tracing::info!(
+        interval_secs = interval.as_secs(),
+        "keeping the index in step with the CRM"
+    );
+    while !stop.is_cancelled() {
+        match indexer.sync(&stop).await {
+            Ok(report) => {
+                tracing::info!(
+                    outcome = ?report.outcome,
+                    duration_ms = report.duration_ms,
+                    rows_indexed = report.totals.rows_indexed,
+                    summary = %render_report("sync", &report, None, None),
+                    "sync finished"
+                );
+                if report.failure == Some(FailureKind::FingerprintMismatch) {
+                    let why = report
+                        .error
+                        .unwrap_or_else(|| "fingerprint mismatch".to_owned());
+                    tracing::error!(reason = %why, "stopped syncing: the index needs crm-backfill --recreate");
+                    return Ok(());
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "sync could not run; retrying at the next interval");
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
     Ok(())
 }
 

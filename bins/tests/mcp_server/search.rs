@@ -347,3 +347,165 @@ async fn health_is_ok_once_the_index_is_built() {
     assert_eq!(health["index"]["dense_available"], true);
     http.terminate().await;
 }
+
+/// Polls a sparse search for `query` until `done` holds for its hits (60 s at most).
+async fn poll_sparse(
+    client: &Client,
+    query: &str,
+    done: impl Fn(&[(String, i64)]) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let answer = call(
+            client,
+            "search",
+            json!({"query": query, "mode": "sparse", "limit": 50}),
+        )
+        .await;
+        if answer.is_error != Some(true) {
+            let answer: Value = serde_json::from_str(&text_of(&answer)).unwrap();
+            if done(&hit_keys(&answer)) {
+                return answer;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no search for {query:?} satisfied the condition within 60 s: {}",
+            text_of(&answer)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_syncs_builds_its_index_and_follows_the_crm() {
+    // No index yet: `--sync-every` builds it with its first sync, then keeps it in step
+    // while serving searches from the same open index.
+    let crm = Crm::build();
+    let server = instant(DIM).await;
+    let env = model_env(server.url());
+    let client = stdio_env(&crm, &["--sync-every", "1"], &env, "syncing").await;
+
+    poll_sparse(&client, "Lovelace", |keys| {
+        keys.contains(&("people".to_owned(), ADA))
+    })
+    .await;
+
+    // A new row is found by a later sync; a hard delete is noticed too.
+    const NEW: i64 = 990_001;
+    crm.conn()
+        .execute(
+            "INSERT INTO people (id, full_name, email, created_at, updated_at)
+             VALUES (?1, 'Zenobia Quillfeather', 'zq@example.org', ?2, ?2)",
+            rusqlite::params![NEW, "2026-11-30T00:00:00.000Z"],
+        )
+        .unwrap();
+    poll_sparse(&client, "Quillfeather", |keys| {
+        keys.contains(&("people".to_owned(), NEW))
+    })
+    .await;
+    let points_before = ok(&client, "crm_stats", json!({})).await["index"]["points"]
+        .as_u64()
+        .unwrap();
+    crm.conn()
+        .execute("DELETE FROM people WHERE id = ?1", [NEW])
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let stats = ok(&client, "crm_stats", json!({})).await;
+        if stats["index"]["points"].as_u64().unwrap() < points_before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted row's points stayed: {stats}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // The process holds the embedded index: a crm-sync beside it is told so.
+    let settings = settings(&crm, server.url());
+    // (tokio's Command: the instant server runs on this test's runtime.)
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_crm-sync"))
+        .env_clear()
+        .env("SPARK_CONTROL_URL", server.url())
+        .env("SPARK_EMBEDDING_MODEL", INSTANT_MODEL)
+        .arg("--db")
+        .arg(&settings.db_path)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_syncing_http_server_stops_cleanly_on_sigterm() {
+    let crm = Crm::build();
+    let server = instant(DIM).await;
+    let owned = model_env(server.url());
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let http = http(&crm, &["--sync-every", "1"], &env).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let health: Value = reqwest::get(format!("{}/health", http.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["index"]["state"] == "ready" {
+            assert_eq!(health["status"], "ok", "{health}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready: {health}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // SIGTERM may land in the middle of the first sync (a full build): the server exits
+    // cleanly, and what it committed is consistent, so a plain crm-sync completes it.
+    assert!(http.terminate().await.success());
+    let crm_sync = |extra: &'static [&'static str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_crm-sync"));
+        cmd.env_clear()
+            .env("SPARK_CONTROL_URL", server.url())
+            .env("SPARK_EMBEDDING_MODEL", INSTANT_MODEL)
+            .arg("--db")
+            .arg(&crm.db)
+            .args(extra);
+        cmd
+    };
+    let finish = crm_sync(&[]).output().await.unwrap();
+    assert!(matches!(finish.status.code(), Some(0 | 3)), "{finish:?}");
+    let verify = crm_sync(&["--verify"]).output().await.unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+}
+
+#[tokio::test]
+async fn sync_every_without_a_model_is_refused() {
+    let crm = Crm::build();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crm-mcp"))
+        .env_clear()
+        .env("CRM_MODEL_DIR", crm.dir.join("no-model"))
+        .arg("--db")
+        .arg(&crm.db)
+        .args(["--sync-every", "5"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--sync-every needs an embedding model"),
+        "{stderr}"
+    );
+    let zero = std::process::Command::new(env!("CARGO_BIN_EXE_crm-mcp"))
+        .args(["--sync-every", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2), "{zero:?}");
+}

@@ -6,6 +6,8 @@
 //! [`SearchConfig::release_after_idle`] set (the default for the embedded engine) the
 //! handle is dropped after that long without a search, letting `crm-sync` and
 //! `crm-backfill` take the index in between; the next search opens it again.
+//! [`SearchBackend::sharing`] instead searches an index the caller holds open, e.g. one
+//! that the same process keeps in step with the CRM (`crm-mcp --sync-every`).
 //!
 //! Dense retrieval needs an embedding model. Without one (no Spark Control configured and
 //! no local model), or when the model does not match the index (another dimension or
@@ -137,6 +139,8 @@ pub struct SearchBackend {
     dense: Result<DenseEmbedder, String>,
     bm25: Bm25Encoder,
     open: Mutex<Option<OpenIndex>>,
+    /// An index the caller holds open (never released here).
+    shared: Option<Arc<Index>>,
 }
 
 impl std::fmt::Debug for SearchBackend {
@@ -174,17 +178,37 @@ impl From<Unusable> for ToolError {
 impl SearchBackend {
     /// A backend over `config`, with the dense model (or why there is none).
     pub fn new(config: SearchConfig, dense: DenseModel) -> Result<Arc<Self>, McpError> {
+        Self::build(config, dense, None).map(Arc::new)
+    }
+
+    fn build(
+        config: SearchConfig,
+        dense: DenseModel,
+        shared: Option<Arc<Index>>,
+    ) -> Result<Self, McpError> {
         if config.rrf_k == 0 {
             return Err(McpError::InvalidConfig("rrf_k must be at least 1".into()));
         }
         let bm25 = Bm25Encoder::new(config.bm25)
             .map_err(|e| McpError::InvalidConfig(format!("BM25 settings: {e}")))?;
-        Ok(Arc::new(Self {
+        Ok(Self {
             config,
             dense,
             bm25,
             open: Mutex::new(None),
-        }))
+            shared,
+        })
+    }
+
+    /// A backend that searches `index`, which the caller opened (with `config.index`)
+    /// and keeps: it is never released on idle, and a collection that does not exist
+    /// yet is reported as missing until someone builds it through the same handle.
+    pub fn sharing(
+        config: SearchConfig,
+        dense: DenseModel,
+        index: Arc<Index>,
+    ) -> Result<Arc<Self>, McpError> {
+        Self::build(config, dense, Some(index)).map(Arc::new)
     }
 
     /// The collection searched.
@@ -233,6 +257,13 @@ impl SearchBackend {
 
     /// Opens the index without keeping it (`keep` = false) or keeps it for searches.
     async fn handle(self: &Arc<Self>, keep: bool) -> Result<(Arc<Index>, usize), Unusable> {
+        if let Some(index) = &self.shared {
+            if !index.exists().await.map_err(|e| self.classify(e))? {
+                return Err(self.missing());
+            }
+            let info = index.info().await.map_err(|e| self.classify(e))?;
+            return Ok((index.clone(), info.dense_dim));
+        }
         let mut open = self.open.lock().await;
         if let Some(o) = open.as_mut() {
             if keep {

@@ -33,8 +33,8 @@ pub struct DenseFingerprint {
     pub weights_sha256: Option<String>,
 }
 
-/// One of the two dense embedders.
-#[derive(Debug)]
+/// One of the two dense embedders (cheap to clone: the model or the connection is shared).
+#[derive(Clone, Debug)]
 pub enum DenseEmbedder {
     /// An OpenAI-compatible `/v1/embeddings` server (Spark Control).
     Remote(SparkEmbedder),

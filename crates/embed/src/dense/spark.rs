@@ -134,6 +134,20 @@ pub struct SparkEmbedder {
     endpoint: String,
 }
 
+/// A clone shares the connection pool and starts from what this client has learned (the
+/// dimension, whether the server refuses base64); from then on each learns on its own.
+impl Clone for SparkEmbedder {
+    fn clone(&self) -> Self {
+        Self {
+            http: self.http.clone(),
+            config: self.config.clone(),
+            dimension: AtomicUsize::new(self.dimension.load(Ordering::Relaxed)),
+            base64_refused: AtomicBool::new(self.base64_refused.load(Ordering::Relaxed)),
+            endpoint: self.endpoint.clone(),
+        }
+    }
+}
+
 impl fmt::Debug for SparkEmbedder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SparkEmbedder")
