@@ -174,6 +174,23 @@ async fn sync_loop(
         interval_secs = interval.as_secs(),
         "keeping the index in step with the CRM"
     );
+    // Load the collection now (seconds at a million points), not in the first search or
+    // the first sync that writes.
+    let started = std::time::Instant::now();
+    match indexer.index().exists().await {
+        Ok(true) => match indexer.index().info().await {
+            Ok(info) => tracing::info!(
+                points = info.points_count,
+                duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "index loaded"
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err, "the index does not load; the sync will say why")
+            }
+        },
+        Ok(false) => tracing::info!("no index yet: the first sync builds it"),
+        Err(err) => tracing::warn!(error = %err, "cannot tell whether the index exists"),
+    }
     while !stop.is_cancelled() {
         match indexer.sync(&stop).await {
             Ok(report) => {

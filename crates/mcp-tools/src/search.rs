@@ -141,6 +141,9 @@ pub struct SearchBackend {
     open: Mutex<Option<OpenIndex>>,
     /// An index the caller holds open (never released here).
     shared: Option<Arc<Index>>,
+    /// The shared index's dimension, once read (an exact count of the points comes
+    /// with it, which is not free at a million points).
+    shared_dim: tokio::sync::OnceCell<usize>,
 }
 
 impl std::fmt::Debug for SearchBackend {
@@ -197,6 +200,7 @@ impl SearchBackend {
             bm25,
             open: Mutex::new(None),
             shared,
+            shared_dim: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -261,8 +265,17 @@ impl SearchBackend {
             if !index.exists().await.map_err(|e| self.classify(e))? {
                 return Err(self.missing());
             }
-            let info = index.info().await.map_err(|e| self.classify(e))?;
-            return Ok((index.clone(), info.dense_dim));
+            let dim = self
+                .shared_dim
+                .get_or_try_init(|| async {
+                    index
+                        .info()
+                        .await
+                        .map(|info| info.dense_dim)
+                        .map_err(|e| self.classify(e))
+                })
+                .await?;
+            return Ok((index.clone(), *dim));
         }
         let mut open = self.open.lock().await;
         if let Some(o) = open.as_mut() {
