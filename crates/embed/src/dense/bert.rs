@@ -1,12 +1,12 @@
-//! A BERT encoder (the architecture of sentence-transformers' MiniLM, mpnet-free BERTs)
-//! run on the CPU over *packed* sequences.
+//! A BERT encoder (the architecture of sentence-transformers' MiniLM models and other
+//! BERTs with absolute positions) run on the CPU over *packed* sequences.
 //!
-//! A batch is not padded to its longest input: the tokens of every input are laid end to
-//! end in one `[tokens, hidden]` matrix, so the projections and the feed-forward layers,
-//! which are nearly all of the work, multiply only real tokens. Only attention looks at
-//! one input at a time (one small product per input and head). That is what llama.cpp does
-//! with a batch of embedding inputs, and it removes the cost of padding entirely: a batch
-//! of 32 texts of 20 to 256 tokens costs what its tokens cost.
+//! A batch is not padded to its longest input: the tokens of every input are laid end
+//! to end in one `[tokens, hidden]` matrix, so the projections and the feed-forward
+//! layers, which are nearly all of the work, multiply only real tokens. Only attention
+//! looks at one input at a time (batched products per input and group of heads). That
+//! is what llama.cpp does with a batch of embedding inputs, and it removes the cost of
+//! padding entirely: a batch of 32 texts of 20 to 256 tokens costs what its tokens cost.
 //!
 //! The weights are read with candle's safetensors loader (any float dtype, converted to
 //! f32) and every matrix product is candle's (its `gemm` kernels, on rayon's pool:
@@ -15,9 +15,9 @@
 //! bias plus residual plus LayerNorm; scaled softmax. (candle's own element-wise ops
 //! would add a pass per step and wake its second, spinning thread pool beside rayon's,
 //! which on a small machine steals the cores the products need.) The arithmetic is the
-//! model's own: exact (erf) GELU, LayerNorm with the model's epsilon, softmax in f32,
-//! then mean pooling over the input's tokens and L2 normalisation as
-//! sentence-transformers does.
+//! model's own: GELU through erf (to within 6 · 10⁻⁷), LayerNorm with the model's
+//! epsilon, softmax in f32, then mean pooling over the input's tokens and L2
+//! normalisation as sentence-transformers does.
 
 use std::collections::HashMap;
 
