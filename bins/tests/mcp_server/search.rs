@@ -390,6 +390,22 @@ async fn a_server_that_syncs_builds_its_index_and_follows_the_crm() {
         keys.contains(&("people".to_owned(), ADA))
     })
     .await;
+    // Searchable early in the build; wait for the first sync to end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let stats = ok(&client, "crm_stats", json!({})).await;
+        if stats["last_runs"].as_array().is_some_and(|runs| {
+            runs.iter()
+                .any(|r| r["step"] == "sync" && r["status"] == "ok")
+        }) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first sync never ended: {stats}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     // A new row is found by a later sync; a hard delete is noticed too.
     const NEW: i64 = 990_001;

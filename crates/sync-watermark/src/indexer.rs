@@ -309,6 +309,32 @@ struct Run<'a> {
     /// No row was recorded when the run started: rows new to the index cannot have
     /// dependents in it, so looking for them is skipped.
     fresh: AtomicBool,
+    /// Reconciliation marks held across a batch's two writes (see [`HeldMark`]).
+    marks_held: AtomicU64,
+}
+
+/// Marks held by a batch start with this; no digest (hex) does.
+const HELD_MARK_PREFIX: &str = "held:";
+
+/// A table's reconciliation mark, set aside while one of this run's batches writes its
+/// records, to be put back if nothing else wrote that table's records meanwhile.
+///
+/// Any write of a record deletes the table's mark (triggers), because a record might no
+/// longer agree with the CRM. The reconciliation looks only at which ids are recorded,
+/// with which entity, and whether pending; a committed batch that only re-indexed rows
+/// already recorded, with the same entities, leaves all three as they were, so the
+/// mark still holds after it. The batch's first write (marking rows pending) replaces
+/// a present mark with a sentinel unique to the batch; its commit puts the mark back if
+/// the batch was of that kind and the sentinel is still there, that is, if no other
+/// write touched the table's records in between (a nested batch of this run, a hand
+/// edit). A batch that records a new id, drops one or moves an entity never puts it
+/// back (the CRM may move back before the reconciliation, so the digest alone would
+/// not notice). A run killed between the two writes leaves the sentinel, which matches
+/// no digest, so the next run reconciles in full. Only plain marks are held: a sentinel
+/// found at the first write (another batch's, or a killed run's) is never restored.
+struct HeldMark {
+    sentinel: String,
+    digest: String,
 }
 
 #[derive(Default)]
@@ -340,6 +366,7 @@ impl<'a> Run<'a> {
             batches_committed: AtomicU64::new(0),
             recreated: AtomicBool::new(false),
             fresh: AtomicBool::new(false),
+            marks_held: AtomicU64::new(0),
         }
     }
 
@@ -834,12 +861,12 @@ impl<'a> Run<'a> {
                 .count() as u64;
         });
         if batch.is_noop() {
-            return self.commit(batch, Vec::new()).await;
+            return self.commit(batch, Vec::new(), None).await;
         }
 
         // 1. Mark the rows about to change in the index pending, after checking that
         //    their records are still what the plan saw.
-        let redo = self.prewrite(&mut batch).await?;
+        let (redo, held) = self.prewrite(&mut batch).await?;
         if batch.rows.iter().any(|r| r.action.touches_index()) || !batch.gone.is_empty() {
             self.fault(FaultStage::AfterPrewrite)?;
         }
@@ -925,13 +952,13 @@ impl<'a> Run<'a> {
         self.dependents(&batch).await?;
 
         // 7. Record the rows and advance the watermark, in one transaction.
-        self.commit(batch, redo).await
+        self.commit(batch, redo, held).await
     }
 
     /// Checks the batch's records against the plan and marks the rows about to change
-    /// pending. Returns the ids of rows whose record changed since they were read; they
-    /// are taken out of the batch.
-    async fn prewrite(&self, batch: &mut Batch) -> Result<Vec<i64>, SyncError> {
+    /// pending. Returns the ids of rows whose record changed since they were read (they
+    /// are taken out of the batch) and the table's reconciliation mark, held.
+    async fn prewrite(&self, batch: &mut Batch) -> Result<(Vec<i64>, Option<HeldMark>), SyncError> {
         let table = batch.table;
         let collection = self.collection.clone();
         let mut ids: Vec<i64> = batch.rows.iter().map(RowWork::source_id).collect();
@@ -976,9 +1003,16 @@ impl<'a> Run<'a> {
                 indexed_at: now,
             });
         }
-        let conflicts = self
+        let sentinel = format!(
+            "{HELD_MARK_PREFIX}{}/{}/{}",
+            std::process::id(),
+            self.started_at.to_canonical(),
+            self.marks_held.fetch_add(1, Ordering::SeqCst)
+        );
+        let (conflicts, held) = self
             .indexer
             .blocking_write(move |tx| {
+                let mark = sync_queries::reconciled_digest(tx, &collection, table)?;
                 let current = phase0::indexed_rows(tx, &collection, table, &ids)?;
                 let conflicts: Vec<i64> = ids
                     .iter()
@@ -991,7 +1025,14 @@ impl<'a> Run<'a> {
                 for row in pending.iter().filter(|r| !conflicts.contains(&r.source_id)) {
                     phase0::upsert_indexed_row(tx, row)?;
                 }
-                Ok(conflicts)
+                let held = match mark {
+                    Some(digest) if !digest.starts_with(HELD_MARK_PREFIX) => {
+                        sync_queries::set_reconciled_digest(tx, &collection, table, &sentinel)?;
+                        Some(HeldMark { sentinel, digest })
+                    }
+                    _ => None,
+                };
+                Ok((conflicts, held))
             })
             .await?;
         if !conflicts.is_empty() {
@@ -1003,7 +1044,7 @@ impl<'a> Run<'a> {
             batch.rows.retain(|r| !conflicts.contains(&r.source_id()));
             batch.gone.retain(|g| !conflicts.contains(&g.source_id));
         }
-        Ok(conflicts)
+        Ok((conflicts, held))
     }
 
     /// Re-renders the rows whose documents embed data of this batch's changed rows.
@@ -1053,8 +1094,14 @@ impl<'a> Run<'a> {
     }
 
     /// Records the batch's rows and, for a keyset batch, advances the watermark, in one
-    /// transaction.
-    async fn commit(&self, batch: Batch, redo: Vec<i64>) -> Result<(), SyncError> {
+    /// transaction; puts back the table's reconciliation mark `held` by the batch's
+    /// first write when nothing else wrote the table's records since.
+    async fn commit(
+        &self,
+        batch: Batch,
+        redo: Vec<i64>,
+        held: Option<HeldMark>,
+    ) -> Result<(), SyncError> {
         let table = batch.table;
         let collection = self.collection.clone();
         let now = Timestamp::now();
@@ -1066,6 +1113,22 @@ impl<'a> Run<'a> {
             .collect();
         let gone: Vec<i64> = batch.gone.iter().map(|g| g.source_id).collect();
         let changed = !records.is_empty() || !gone.is_empty();
+        // The mark may come back only if the batch leaves what the reconciliation looks
+        // at as it found it: the same recorded ids, each with the same entity, none
+        // pending. New content for rows already recorded is all it may have written.
+        let held = held.filter(|_| {
+            gone.is_empty()
+                && batch
+                    .rows
+                    .iter()
+                    .filter(|r| r.action != Action::Skip && !redo.contains(&r.source_id()))
+                    .all(|r| {
+                        matches!(r.action, Action::Index | Action::RecordOnly)
+                            && r.observed
+                                .as_ref()
+                                .is_some_and(|o| !o.is_pending() && o.entity_id == r.entity_id)
+                    })
+        });
         let state = match (batch.origin, batch.position) {
             (Origin::Keyset, Some(position)) => {
                 // Never past the start of the run: rows stamped later (clock skew, rows
@@ -1085,7 +1148,7 @@ impl<'a> Run<'a> {
             }
             _ => None,
         };
-        if !changed && state.is_none() {
+        if !changed && state.is_none() && held.is_none() {
             return Ok(());
         }
         let rows = batch.rows.len() as u64;
@@ -1093,6 +1156,13 @@ impl<'a> Run<'a> {
         self.check_stop_lease()?;
         self.indexer
             .blocking_write(move |tx| {
+                let restore = match &held {
+                    Some(h) => {
+                        sync_queries::reconciled_digest(tx, &collection, table)?.as_deref()
+                            == Some(h.sentinel.as_str())
+                    }
+                    None => false,
+                };
                 for record in &records {
                     phase0::upsert_indexed_row(tx, record)?;
                 }
@@ -1101,6 +1171,9 @@ impl<'a> Run<'a> {
                 }
                 if let Some(state) = &state {
                     phase0::set_sync_state(tx, state)?;
+                }
+                if let (true, Some(h)) = (restore, &held) {
+                    sync_queries::set_reconciled_digest(tx, &collection, table, &h.digest)?;
                 }
                 Ok(())
             })

@@ -363,6 +363,28 @@ async fn an_unchanged_crm_skips_reading_the_records_until_something_moves() {
     assert_converged(&h, &indexer, "after a link").await;
     quiet("after the link").await;
 
+    // Content edits move no id and no link: the run's own committed batches put the
+    // mark back, so its reconciliation still skips the records.
+    let now = stamp(Timestamp::now(), false);
+    exec(
+        &c,
+        "UPDATE people SET bio = 'Rewritten for the test.', updated_at = ?1 WHERE id IN (12, 13)",
+        [&now],
+    );
+    let report = indexer.sync(&no_stop()).await.expect("sync");
+    assert_eq!(report.outcome, RunOutcome::Done, "{report:?}");
+    assert!(
+        report
+            .tables
+            .get(&SourceTable::People)
+            .map_or(0, |t| t.rows_indexed)
+            >= 2,
+        "{report:?}"
+    );
+    assert_eq!(report.totals.records_scanned, 0, "{report:?}");
+    assert_converged(&h, &indexer, "after content edits").await;
+    quiet("after the content edits").await;
+
     // A record left pending (a run killed between marking and upserting), or written by
     // anyone else: the trigger forgets the digest.
     exec(
@@ -392,4 +414,137 @@ async fn an_unchanged_crm_skips_reading_the_records_until_something_moves() {
     assert_eq!(report.totals.repairs_found, 1, "{report:?}");
     assert_converged(&h, &indexer, "after a hidden insert").await;
     quiet("at the end").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_between_a_batch_s_writes_leaves_a_full_reconciliation() {
+    use sync_watermark::{FaultAction, FaultPoint, FaultStage};
+
+    let h = Harness::new().await;
+    seed(&h, base_time());
+    let c = h.crm();
+    let dir = h.index_dir("main");
+    let people_scanned = |report: &sync_watermark::RunReport| {
+        report
+            .tables
+            .get(&SourceTable::People)
+            .map_or(0, |t| t.records_scanned)
+    };
+    {
+        let indexer = h.indexer(&dir, "crm_chunks", sync_config()).await;
+        indexer.sync(&no_stop()).await.expect("sync");
+        let quiet = indexer.sync(&no_stop()).await.expect("sync");
+        assert_eq!(quiet.totals.records_scanned, 0, "{quiet:?}");
+    }
+    // Content edits, and a run that stops after upserting the first batch, before
+    // recording it: the batch's rows stay pending and its held mark is never put back.
+    let now = stamp(Timestamp::now(), false);
+    exec(
+        &c,
+        "UPDATE people SET bio = 'Edited before a failure.', updated_at = ?1 WHERE id IN (10, 12)",
+        [&now],
+    );
+    for stage in [FaultStage::AfterPrewrite, FaultStage::AfterUpsert] {
+        let mut config = sync_config();
+        config.fault = Some(FaultPoint {
+            stage,
+            batch: 1,
+            action: FaultAction::Error,
+        });
+        let faulty = h.indexer(&dir, "crm_chunks", config).await;
+        let report = faulty.sync(&no_stop()).await.expect("run");
+        assert!(report.error.is_some(), "{stage}: {report:?}");
+        drop(faulty);
+        let pending: i64 = c
+            .query_row(
+                "SELECT count(*) FROM ingest_indexed_rows \
+                 WHERE collection = 'crm_chunks' AND content_hash = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            pending > 0,
+            "{stage}: the stopped batch left no pending record"
+        );
+        let marks: Vec<String> = c
+            .prepare(
+                "SELECT digest FROM ingest_reconciled \
+                 WHERE collection = 'crm_chunks' AND source_table = 'people'",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            marks.iter().all(|m| m.starts_with("held:")),
+            "{stage}: a usable mark survived the stopped batch: {marks:?}"
+        );
+        let indexer = h.indexer(&dir, "crm_chunks", sync_config()).await;
+        let report = indexer.sync(&no_stop()).await.expect("sync");
+        assert!(report.error.is_none(), "{stage}: {report:?}");
+        assert!(people_scanned(&report) > 0, "{stage}: {report:?}");
+        assert_converged(&h, &indexer, "after a stopped batch").await;
+        let quiet = indexer.sync(&no_stop()).await.expect("sync");
+        assert_eq!(quiet.totals.records_scanned, 0, "{stage}: {quiet:?}");
+        // Edit again for the next stage.
+        let now = stamp(Timestamp::now(), false);
+        exec(
+            &c,
+            "UPDATE people SET bio = 'Edited again.', updated_at = ?1 WHERE id IN (10, 12)",
+            [&now],
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_records_a_new_row_does_not_keep_the_mark() {
+    use sync_watermark::{FaultAction, FaultPoint, FaultStage};
+
+    // A batch records a new row and the run stops before its reconciliation; the row is
+    // then hard-deleted, which brings the CRM's ids back to what the old mark describes.
+    // Had the batch put the mark back, the next run would trust it and keep the record
+    // and points of a row that no longer exists.
+    let h = Harness::new().await;
+    seed(&h, base_time());
+    let c = h.crm();
+    let dir = h.index_dir("main");
+    {
+        let indexer = h.indexer(&dir, "crm_chunks", sync_config()).await;
+        indexer.sync(&no_stop()).await.expect("sync");
+        let quiet = indexer.sync(&no_stop()).await.expect("sync");
+        assert_eq!(quiet.totals.records_scanned, 0, "{quiet:?}");
+    }
+    insert_person(
+        &c,
+        60,
+        "Brief Visitor",
+        Some(1),
+        "Here for one sync.",
+        &stamp(Timestamp::now(), false),
+    );
+    let mut config = sync_config();
+    config.fault = Some(FaultPoint {
+        stage: FaultStage::AfterCommit,
+        batch: 1,
+        action: FaultAction::Error,
+    });
+    {
+        let faulty = h.indexer(&dir, "crm_chunks", config).await;
+        let report = faulty.sync(&no_stop()).await.expect("run");
+        assert_eq!(
+            report
+                .tables
+                .get(&SourceTable::People)
+                .map_or(0, |t| t.rows_indexed),
+            1,
+            "{report:?}"
+        );
+    }
+    exec(&c, "DELETE FROM people WHERE id = 60", []);
+    let indexer = h.indexer(&dir, "crm_chunks", sync_config()).await;
+    let report = indexer.sync(&no_stop()).await.expect("sync");
+    assert_eq!(report.totals.rows_hard_deleted, 1, "{report:?}");
+    assert_converged(&h, &indexer, "after the brief visitor").await;
 }
