@@ -334,32 +334,20 @@ impl Bert {
             })?;
             let context = self.attention(&qkv, &starts)?;
             // x ← LayerNorm(x + context·Wo + bo)
-            let attended = context.matmul(&layer.attention_out.weight)?;
-            attended.inplace_op2(
+            x = add_and_norm(
+                &context,
+                &layer.attention_out,
                 &x,
-                &BiasResidualNorm {
-                    bias: &layer.attention_out.bias,
-                    norm: &layer.attention_norm,
-                    eps: self.eps,
-                },
+                &layer.attention_norm,
+                self.eps,
             )?;
-            x = attended;
             // x ← LayerNorm(x + act(x·Wup + bup)·Wdown + bdown)
             let inner = x.matmul(&layer.up.weight)?;
             inner.inplace_op1(&BiasActivation {
                 bias: &layer.up.bias,
                 activation: Some(self.activation),
             })?;
-            let out = inner.matmul(&layer.down.weight)?;
-            out.inplace_op2(
-                &x,
-                &BiasResidualNorm {
-                    bias: &layer.down.bias,
-                    norm: &layer.output_norm,
-                    eps: self.eps,
-                },
-            )?;
-            x = out;
+            x = add_and_norm(&inner, &layer.down, &x, &layer.output_norm, self.eps)?;
         }
 
         with_rows(&x, |rows| {
@@ -432,6 +420,26 @@ impl Bert {
         }
         Tensor::from_vec(context, (total, h), &Device::Cpu)
     }
+}
+
+/// `LayerNorm(residual + input·W + b)`, computed in the product's own buffer.
+fn add_and_norm(
+    input: &Tensor,
+    linear: &Linear,
+    residual: &Tensor,
+    norm: &LayerNorm,
+    eps: f32,
+) -> candle_core::Result<Tensor> {
+    let out = input.matmul(&linear.weight)?;
+    out.inplace_op2(
+        residual,
+        &BiasResidualNorm {
+            bias: &linear.bias,
+            norm,
+            eps,
+        },
+    )?;
+    Ok(out)
 }
 
 /// Runs `f` on the f32 elements of a contiguous CPU tensor.

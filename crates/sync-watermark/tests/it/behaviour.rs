@@ -416,6 +416,14 @@ async fn an_unchanged_crm_skips_reading_the_records_until_something_moves() {
     quiet("at the end").await;
 }
 
+/// Syncs into `dir` until a sync skips reading the records, then releases the index.
+async fn build_until_quiet(h: &Harness, dir: &std::path::Path) {
+    let indexer = h.indexer(dir, "crm_chunks", sync_config()).await;
+    indexer.sync(&no_stop()).await.expect("sync");
+    let quiet = indexer.sync(&no_stop()).await.expect("sync");
+    assert_eq!(quiet.totals.records_scanned, 0, "{quiet:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_stopped_between_a_batch_s_writes_leaves_a_full_reconciliation() {
     use sync_watermark::{FaultAction, FaultPoint, FaultStage};
@@ -430,12 +438,7 @@ async fn a_run_stopped_between_a_batch_s_writes_leaves_a_full_reconciliation() {
             .get(&SourceTable::People)
             .map_or(0, |t| t.records_scanned)
     };
-    {
-        let indexer = h.indexer(&dir, "crm_chunks", sync_config()).await;
-        indexer.sync(&no_stop()).await.expect("sync");
-        let quiet = indexer.sync(&no_stop()).await.expect("sync");
-        assert_eq!(quiet.totals.records_scanned, 0, "{quiet:?}");
-    }
+    build_until_quiet(&h, &dir).await;
     // Content edits, and a run that stops after upserting the first batch, before
     // recording it: the batch's rows stay pending and its held mark is never put back.
     let now = stamp(Timestamp::now(), false);
@@ -510,12 +513,7 @@ async fn a_batch_that_records_a_new_row_does_not_keep_the_mark() {
     seed(&h, base_time());
     let c = h.crm();
     let dir = h.index_dir("main");
-    {
-        let indexer = h.indexer(&dir, "crm_chunks", sync_config()).await;
-        indexer.sync(&no_stop()).await.expect("sync");
-        let quiet = indexer.sync(&no_stop()).await.expect("sync");
-        assert_eq!(quiet.totals.records_scanned, 0, "{quiet:?}");
-    }
+    build_until_quiet(&h, &dir).await;
     insert_person(
         &c,
         60,
