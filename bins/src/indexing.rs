@@ -13,8 +13,8 @@ use index_qdrant::{ApiKey, Index, IndexConfig};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use sync_watermark::{
-    Encoder, FaultPoint, Indexer, LeaseConfig, ProgressEvent, ProgressSink, RunOutcome, RunReport,
-    SyncConfig, VerifyReport,
+    CancellationToken, Encoder, FailureKind, FaultPoint, Indexer, LeaseConfig, ProgressEvent,
+    ProgressSink, RunOutcome, RunReport, SyncConfig, SyncError, VerifyReport,
 };
 
 use crate::cli::Terminal;
@@ -376,6 +376,60 @@ pub fn print_run(title: &str, report: &RunReport, json: bool) -> anyhow::Result<
     }
 }
 
+/// The loop of `crm-sync --watch` and `crm-mcp --sync-every`: runs `once` now and then
+/// `interval` after each run ends, until `stop`, handing every report to `report`. A run
+/// that could not start (lease held, index taken, embedder down) is logged and tried
+/// again at the next interval; a fingerprint mismatch, which needs an operator
+/// (`crm-backfill --recreate`), ends the loop with that error.
+pub async fn watch<F, Fut>(
+    interval: Duration,
+    stop: &CancellationToken,
+    mut once: F,
+    mut report: impl FnMut(&RunReport) -> anyhow::Result<()>,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<RunReport>>,
+{
+    while !stop.is_cancelled() {
+        match once().await {
+            Ok(run) => {
+                report(&run)?;
+                if run.failure == Some(FailureKind::FingerprintMismatch) {
+                    anyhow::bail!(
+                        "{}",
+                        run.error
+                            .unwrap_or_else(|| "fingerprint mismatch".to_owned())
+                    );
+                }
+            }
+            Err(err) => match err.downcast_ref::<SyncError>() {
+                Some(SyncError::LeaseHeld { .. }) => {
+                    tracing::info!(reason = %err, "skipping this sync: another run is indexing");
+                }
+                _ if matches!(
+                    err.downcast_ref::<index_qdrant::IndexError>(),
+                    Some(index_qdrant::IndexError::Locked { .. })
+                ) =>
+                {
+                    tracing::info!(
+                        reason = %format!("{err:#}"),
+                        "skipping this sync: another process (crm-mcp searching) holds the embedded index"
+                    );
+                }
+                _ => {
+                    tracing::error!(error = %format!("{err:#}"), "sync could not run; retrying at the next interval")
+                }
+            },
+        }
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Reports a failure that happened before a run could start, and returns the "failed"
 /// exit status. With `--json` the summary is a JSON line on stdout, so callers that read
 /// summaries get one for every outcome; the error also goes to the log.
@@ -396,8 +450,8 @@ pub fn print_failure(err: &anyhow::Error, json: bool) -> anyhow::Result<ExitCode
 
 /// A token cancelled by SIGINT or SIGTERM: the run finishes the batch it is writing (or
 /// abandons the one it is embedding) and stops.
-pub fn stop_on_signals() -> sync_watermark::CancellationToken {
-    let stop = sync_watermark::CancellationToken::new();
+pub fn stop_on_signals() -> CancellationToken {
+    let stop = CancellationToken::new();
     let token = stop.clone();
     tokio::spawn(async move {
         let terminate = async {

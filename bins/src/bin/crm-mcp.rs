@@ -12,12 +12,12 @@ use clap::Parser;
 use crm_store::{Store, StoreConfig};
 use crm_substrate::cli::{self, CommonArgs, Context};
 use crm_substrate::embedding::{dense_from_settings, embedder_over};
-use crm_substrate::indexing::{index_config, prepare, render_report};
+use crm_substrate::indexing::{index_config, prepare, render_report, watch};
 use index_qdrant::Index;
 use mcp_tools::http::{CancellationToken, HttpConfig};
 use mcp_tools::search::DenseModel;
 use mcp_tools::{CrmTools, SearchBackend, SearchConfig, ToolsConfig};
-use sync_watermark::{FailureKind, Indexer, NoProgress};
+use sync_watermark::{Indexer, NoProgress};
 
 /// Serve the CRM to AI agents over MCP.
 ///
@@ -147,15 +147,10 @@ async fn run(
     };
     // The sync in progress finishes the batch it is writing, then the loop ends.
     shutdown.cancel();
-    if let Some(task) = syncing {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                served?;
-                return Err(err);
-            }
-            Err(err) => tracing::error!(error = %err, "the sync loop panicked"),
-        }
+    if let Some(task) = syncing
+        && let Err(err) = task.await
+    {
+        tracing::error!(error = %err, "the sync loop panicked");
     }
     served?;
     tracing::info!("crm-mcp stopped");
@@ -164,12 +159,9 @@ async fn run(
 
 /// Syncs now and then `interval` after each run ends, until `stop`. Failures are logged
 /// and retried at the next interval, except a fingerprint mismatch, which needs an
-/// operator (`crm-backfill --recreate`): it ends the loop (searches go on) with an error.
-async fn sync_loop(
-    indexer: Indexer,
-    interval: Duration,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
+/// operator (`crm-backfill --recreate`): it ends the loop with an error logged, and
+/// searches go on.
+async fn sync_loop(indexer: Indexer, interval: Duration, stop: CancellationToken) {
     tracing::info!(
         interval_secs = interval.as_secs(),
         "keeping the index in step with the CRM"
@@ -191,34 +183,25 @@ async fn sync_loop(
         Ok(false) => tracing::info!("no index yet: the first sync builds it"),
         Err(err) => tracing::warn!(error = %err, "cannot tell whether the index exists"),
     }
-    while !stop.is_cancelled() {
-        match indexer.sync(&stop).await {
-            Ok(report) => {
-                tracing::info!(
-                    outcome = ?report.outcome,
-                    duration_ms = report.duration_ms,
-                    rows_indexed = report.totals.rows_indexed,
-                    summary = %render_report("sync", &report, None, None),
-                    "sync finished"
-                );
-                if report.failure == Some(FailureKind::FingerprintMismatch) {
-                    let why = report
-                        .error
-                        .unwrap_or_else(|| "fingerprint mismatch".to_owned());
-                    tracing::error!(reason = %why, "stopped syncing: the index needs crm-backfill --recreate");
-                    return Ok(());
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "sync could not run; retrying at the next interval");
-            }
-        }
-        tokio::select! {
-            () = stop.cancelled() => {}
-            () = tokio::time::sleep(interval) => {}
-        }
+    let watched = watch(
+        interval,
+        &stop,
+        || async { Ok(indexer.sync(&stop).await?) },
+        |report| {
+            tracing::info!(
+                outcome = ?report.outcome,
+                duration_ms = report.duration_ms,
+                rows_indexed = report.totals.rows_indexed,
+                summary = %render_report("sync", report, None, None),
+                "sync finished"
+            );
+            Ok(())
+        },
+    )
+    .await;
+    if let Err(why) = watched {
+        tracing::error!(reason = %format!("{why:#}"), "stopped syncing: the index needs crm-backfill --recreate");
     }
-    Ok(())
 }
 
 /// Cancels `shutdown` on SIGTERM (how StartOS and Docker stop a daemon) or Ctrl-C.

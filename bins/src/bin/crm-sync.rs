@@ -17,7 +17,7 @@ use crm_substrate::indexing::{
     self, Bars, EXIT_DIFFERENCES, exit_code, open_indexer, open_store, prepare, print_failure,
     print_run, stop_on_signals,
 };
-use sync_watermark::{CancellationToken, Encoder, FailureKind, RunReport, SyncError};
+use sync_watermark::{CancellationToken, Encoder, RunReport};
 
 /// Index what changed in the CRM since the last sync.
 ///
@@ -140,43 +140,13 @@ async fn run(ctx: &Context, args: &Args, embedder: embed::Embedder) -> anyhow::R
 
     let interval = Duration::from_secs(settings.sync.interval_secs.max(1));
     tracing::info!(interval_secs = interval.as_secs(), "watching the CRM");
-    while !stop.is_cancelled() {
-        match once(ctx, &store, &encoder, &config, &bars, &stop).await {
-            Ok(report) => {
-                print_run("crm-sync", &report, args.json)?;
-                if report.failure == Some(FailureKind::FingerprintMismatch) {
-                    anyhow::bail!(
-                        "{}",
-                        report
-                            .error
-                            .unwrap_or_else(|| "fingerprint mismatch".to_owned())
-                    );
-                }
-            }
-            Err(err) => match err.downcast_ref::<SyncError>() {
-                Some(SyncError::LeaseHeld { .. }) => {
-                    tracing::info!(reason = %err, "skipping this sync: another run is indexing");
-                }
-                _ if matches!(
-                    err.downcast_ref::<index_qdrant::IndexError>(),
-                    Some(index_qdrant::IndexError::Locked { .. })
-                ) =>
-                {
-                    tracing::info!(
-                        reason = %format!("{err:#}"),
-                        "skipping this sync: another process (crm-mcp searching) holds the embedded index"
-                    );
-                }
-                _ => {
-                    tracing::error!(error = %format!("{err:#}"), "sync could not run; retrying at the next interval")
-                }
-            },
-        }
-        tokio::select! {
-            () = stop.cancelled() => {}
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
+    indexing::watch(
+        interval,
+        &stop,
+        || once(ctx, &store, &encoder, &config, &bars, &stop),
+        |report| print_run("crm-sync", report, args.json),
+    )
+    .await?;
     tracing::info!("stopped watching");
     Ok(ExitCode::SUCCESS)
 }

@@ -1156,12 +1156,12 @@ impl<'a> Run<'a> {
         self.check_stop_lease()?;
         self.indexer
             .blocking_write(move |tx| {
+                // The mark goes back only if the batch's sentinel is still in its place.
                 let restore = match &held {
-                    Some(h) => {
-                        sync_queries::reconciled_digest(tx, &collection, table)?.as_deref()
-                            == Some(h.sentinel.as_str())
-                    }
-                    None => false,
+                    Some(h) => (sync_queries::reconciled_digest(tx, &collection, table)?
+                        == Some(h.sentinel.clone()))
+                    .then_some(&h.digest),
+                    None => None,
                 };
                 for record in &records {
                     phase0::upsert_indexed_row(tx, record)?;
@@ -1172,8 +1172,8 @@ impl<'a> Run<'a> {
                 if let Some(state) = &state {
                     phase0::set_sync_state(tx, state)?;
                 }
-                if let (true, Some(h)) = (restore, &held) {
-                    sync_queries::set_reconciled_digest(tx, &collection, table, &h.digest)?;
+                if let Some(digest) = restore {
+                    sync_queries::set_reconciled_digest(tx, &collection, table, digest)?;
                 }
                 Ok(())
             })
