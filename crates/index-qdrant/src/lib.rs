@@ -96,6 +96,15 @@ pub use query::{
 };
 
 use embedded::Embedded;
+
+/// When an engine's write must be durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Before the call returns.
+    Now,
+    /// At the next flush or durable write (the embedded engine; a server is always `Now`).
+    Later,
+}
 use query::{Cond, FilterSpec};
 use server::Server;
 
@@ -257,8 +266,17 @@ impl Index {
         if points.is_empty() {
             return Ok(0);
         }
+        self.check_points(&points).await?;
+        dispatch!(self.upsert(points, Durability::Now))
+    }
+
+    /// Validates a call's points: each against the collection, and no id twice.
+    async fn check_points(&self, points: &[ChunkPoint]) -> Result<(), IndexError> {
+        if points.is_empty() {
+            return Ok(());
+        }
         let dim = self.dense_dim().await?;
-        for point in &points {
+        for point in points {
             if let Some(reason) = point.problem(dim) {
                 return Err(IndexError::InvalidPoint {
                     engine: self.engine_kind(),
@@ -283,7 +301,36 @@ impl Index {
                 reason: "the same id appears twice in one upsert".to_owned(),
             });
         }
-        dispatch!(self.upsert(points))
+        Ok(())
+    }
+
+    /// [`Index::upsert`] for bulk loads: on the embedded engine the points are written but
+    /// not flushed, so they may be lost in a crash until the next [`Index::flush`] (or
+    /// the next durable write) returns. A flush writes every segment, so one per batch
+    /// costs a large collection more than the batch itself; a loader that records its
+    /// progress only after a flush pays it once per many batches. A server acknowledges
+    /// every write with `wait`, so there this is [`Index::upsert`].
+    #[tracing::instrument(skip_all, fields(collection = %self.collection, engine = %self.engine_kind(), points = points.len()))]
+    pub async fn upsert_unflushed(&self, points: Vec<ChunkPoint>) -> Result<usize, IndexError> {
+        if points.is_empty() {
+            return Ok(0);
+        }
+        match &self.engine {
+            Engine::Embedded(engine) => {
+                self.check_points(&points).await?;
+                engine.upsert(points, Durability::Later).await
+            }
+            Engine::Server(_) => self.upsert(points).await,
+        }
+    }
+
+    /// Makes every write so far durable: flushes the embedded engine (a no-op on a
+    /// server, which acknowledged each write durably already).
+    pub async fn flush(&self) -> Result<(), IndexError> {
+        match &self.engine {
+            Engine::Embedded(engine) => engine.flush().await,
+            Engine::Server(_) => Ok(()),
+        }
     }
 
     /// Deletes points by id (ids that do not exist are ignored).

@@ -28,7 +28,9 @@ use crate::point::{
     StoredPoint, StoredVectors,
 };
 use crate::query::{Cond, FilterSpec, IndexInfo, OptimizeOutcome, ScrollPage, SearchHit};
-use crate::{CollectionStatus, DENSE_VECTOR, PayloadTarget, PlanQuery, SPARSE_VECTOR, SearchPlan};
+use crate::{
+    CollectionStatus, DENSE_VECTOR, Durability, PayloadTarget, PlanQuery, SPARSE_VECTOR, SearchPlan,
+};
 
 /// Most points per upsert request.
 const UPSERT_BATCH: usize = 256;
@@ -354,7 +356,13 @@ impl Server {
         Ok(response.result)
     }
 
-    pub(crate) async fn upsert(&self, points: Vec<ChunkPoint>) -> Result<usize, IndexError> {
+    /// Every write waits for the server's acknowledgement (`wait`), so it is durable
+    /// whatever `_durability` asks.
+    pub(crate) async fn upsert(
+        &self,
+        points: Vec<ChunkPoint>,
+        _durability: Durability,
+    ) -> Result<usize, IndexError> {
         let total = points.len();
         let mut batch = Vec::with_capacity(UPSERT_BATCH.min(total));
         let mut batch_bytes = 0;

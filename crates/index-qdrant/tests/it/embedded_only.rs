@@ -402,3 +402,55 @@ async fn a_run_killed_in_bulk_mode_gets_its_settings_back_when_next_loaded() {
     index.upsert(people(10)).await.unwrap();
     assert_eq!(stored_graph_degree(dir.path()), (16, false));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unflushed_upserts_seal_beside_the_writes_and_survive_a_flush_and_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let points = people(30_000);
+    {
+        let index = with_collection(dir.path()).await;
+        // Batches of 1,000 go in unflushed; seals start on their own thread every
+        // few thousand points while the next batches are written and searched.
+        for (i, batch) in points.chunks(1_000).enumerate() {
+            assert_eq!(
+                index.upsert_unflushed(batch.to_vec()).await.unwrap(),
+                batch.len()
+            );
+            if i % 7 == 3 {
+                each_is_found(&index, &points, &[i * 1_000]).await;
+            }
+        }
+        // A durable write waits for a running seal, then flushes everything.
+        let extra = people(30_001).split_off(30_000);
+        index.upsert(extra).await.unwrap();
+        index.flush().await.unwrap();
+        let info = index.info().await.unwrap();
+        assert!(info.segments_count >= 4, "sealed several times: {info:?}");
+        assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 30_001);
+        // An empty call is no call.
+        assert_eq!(index.upsert_unflushed(Vec::new()).await.unwrap(), 0);
+    }
+    let index = Index::open(IndexConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 30_001);
+    each_is_found(&index, &points, &[0, 4_095, 4_096, 17_777, 29_999]).await;
+    index.optimize().await.unwrap();
+    assert_eq!(index.info().await.unwrap().points_count, 30_001);
+    each_is_found(&index, &points, &[0, 29_999]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unflushed_points_are_validated_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = with_collection(dir.path()).await;
+    let mut points = people(3);
+    points[2].dense.pop();
+    let err = index.upsert_unflushed(points).await.unwrap_err();
+    assert!(
+        matches!(err, IndexError::InvalidPoint { source_id: 2, .. }),
+        "{err}"
+    );
+    index.flush().await.unwrap();
+    assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 0);
+}
