@@ -337,6 +337,39 @@ struct HeldMark {
     digest: String,
 }
 
+/// A batch written to the index and waiting for its commit (step 7 of [`Run::apply`]).
+struct Staged {
+    batch: Batch,
+    /// Rows taken out of the batch because their record moved under it.
+    redo: Vec<i64>,
+    held: Option<HeldMark>,
+}
+
+impl Staged {
+    /// Chunks the batch upserts.
+    fn chunks(&self) -> u64 {
+        self.batch
+            .rows
+            .iter()
+            .filter(|r| r.action == Action::Index)
+            .map(|r| r.points.len() as u64)
+            .sum()
+    }
+}
+
+/// Whether a batch's index writes are flushed as they are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Now,
+    /// At the next [`Index::flush`], which must come before the batch's commit.
+    Later,
+}
+
+/// Chunks a fresh build writes between two flushes of the embedded index (and so
+/// between two commits of its batches): a flush writes every segment, so once per
+/// batch it would cost more than the batch on a large collection.
+const FLUSH_EVERY_CHUNKS: u64 = 32_768;
+
 #[derive(Default)]
 struct FaultCounters {
     counts: Mutex<HashMap<FaultStage, u64>>,
@@ -692,15 +725,35 @@ impl<'a> Run<'a> {
             let pass_stop = pass_stop.clone();
             async move {
                 let mut enc_rx = enc_rx;
+                // A fresh build commits its batches in groups, after one flush each;
+                // every other run commits (and flushes) batch by batch.
+                let durability = if self.fresh.load(Ordering::SeqCst) {
+                    Durability::Later
+                } else {
+                    Durability::Now
+                };
+                let mut staged: Vec<Staged> = Vec::new();
+                let mut unflushed: u64 = 0;
                 let result = async {
                     while let Some(item) = enc_rx.recv().await {
                         self.check_stop()?;
                         let batch = item?;
-                        self.apply(batch).await?;
+                        let written = self.stage(batch, durability).await?;
+                        unflushed += written.chunks();
+                        staged.push(written);
+                        if durability == Durability::Now || unflushed >= FLUSH_EVERY_CHUNKS {
+                            unflushed = 0;
+                            self.commit_group(&mut staged, durability).await?;
+                        }
                     }
                     self.check_stop()
                 }
                 .await;
+                // Batches written before a stop or a failure are still recorded, if the
+                // index takes the flush (if not, their rows stay pending: the next
+                // run redoes them).
+                let finished = self.commit_group(&mut staged, durability).await;
+                let result = result.and(finished);
                 pass_stop.cancel();
                 drop(enc_rx);
                 result
@@ -849,7 +902,15 @@ impl<'a> Run<'a> {
     /// Applies one batch, in the order that makes a crash at any point harmless:
     /// mark touched records pending; upsert; delete stale points; patch entity ids;
     /// re-render dependents; then record the rows and advance the watermark together.
-    async fn apply(&self, mut batch: Batch) -> Result<(), SyncError> {
+    async fn apply(&self, batch: Batch) -> Result<(), SyncError> {
+        let staged = self.stage(batch, Durability::Now).await?;
+        self.commit(staged).await
+    }
+
+    /// Everything of [`Run::apply`] but the commit. With [`Durability::Later`] the
+    /// upsert is not flushed: the batch may be committed only after an
+    /// [`Index::flush`] (its rows stay pending until then, so a crash loses nothing).
+    async fn stage(&self, mut batch: Batch, durability: Durability) -> Result<Staged, SyncError> {
         let table = batch.table;
         let read = batch.rows.len() as u64;
         self.count(table, |c| {
@@ -861,7 +922,11 @@ impl<'a> Run<'a> {
                 .count() as u64;
         });
         if batch.is_noop() {
-            return self.commit(batch, Vec::new(), None).await;
+            return Ok(Staged {
+                batch,
+                redo: Vec::new(),
+                held: None,
+            });
         }
 
         // 1. Mark the rows about to change in the index pending, after checking that
@@ -880,7 +945,10 @@ impl<'a> Run<'a> {
             .collect();
         let upserted = points.len() as u64;
         if !points.is_empty() {
-            self.indexer.index.upsert(points).await?;
+            match durability {
+                Durability::Now => self.indexer.index.upsert(points).await?,
+                Durability::Later => self.indexer.index.upsert_unflushed(points).await?,
+            };
             self.fault(FaultStage::AfterUpsert)?;
         }
 
@@ -951,8 +1019,7 @@ impl<'a> Run<'a> {
         //    next run comes back here.
         self.dependents(&batch).await?;
 
-        // 7. Record the rows and advance the watermark, in one transaction.
-        self.commit(batch, redo, held).await
+        Ok(Staged { batch, redo, held })
     }
 
     /// Checks the batch's records against the plan and marks the rows about to change
@@ -1093,15 +1160,31 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// Commits the staged batches in order, after a flush when they were written
+    /// unflushed; the list is empty afterwards, whatever happened.
+    async fn commit_group(
+        &self,
+        staged: &mut Vec<Staged>,
+        durability: Durability,
+    ) -> Result<(), SyncError> {
+        if staged.is_empty() {
+            return Ok(());
+        }
+        let staged = std::mem::take(staged);
+        if durability == Durability::Later {
+            self.indexer.index.flush().await?;
+        }
+        for batch in staged {
+            self.commit(batch).await?;
+        }
+        Ok(())
+    }
+
     /// Records the batch's rows and, for a keyset batch, advances the watermark, in one
     /// transaction; puts back the table's reconciliation mark `held` by the batch's
     /// first write when nothing else wrote the table's records since.
-    async fn commit(
-        &self,
-        batch: Batch,
-        redo: Vec<i64>,
-        held: Option<HeldMark>,
-    ) -> Result<(), SyncError> {
+    async fn commit(&self, staged: Staged) -> Result<(), SyncError> {
+        let Staged { batch, redo, held } = staged;
         let table = batch.table;
         let collection = self.collection.clone();
         let now = Timestamp::now();
