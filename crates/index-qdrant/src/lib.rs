@@ -8,11 +8,14 @@
 //! - **embedded** (the default): Qdrant's in-process engine `qdrant-edge` 0.7.2, one
 //!   shard per collection in `{dir}/{collection}`, guarded by `{dir}/{collection}.lock`
 //!   so that only one process opens it at a time. Writes are flushed before a call
-//!   returns. Its optimizer (HNSW indexing, merging, vacuum) only runs when
+//!   returns, except [`Index::upsert_unflushed`]'s, made durable by the next
+//!   [`Index::flush`] (a flush writes every segment, so bulk loads pay it once per many
+//!   batches). Its optimizer (HNSW indexing, merging, vacuum) only runs when
 //!   [`Index::optimize`] is called: until then new dense vectors are searched
 //!   exhaustively (tens of milliseconds per query at 100,000 points). Long writes seal
-//!   the appendable segment every 16,384 points (its in-memory sparse index costs
-//!   O(n²) to fill) and put the collection in a bulk mode where sealed segments get no
+//!   the appendable segment every 4,096 points (its in-memory sparse index costs
+//!   O(n²) to fill; after unflushed upserts the seal runs on its own thread beside the
+//!   next writes) and put the collection in a bulk mode where sealed segments get no
 //!   graph and are not merged, so the next [`Index::optimize`] builds every graph once;
 //!   a collection left in bulk mode by a killed process gets its settings back when it
 //!   is opened. Its write-ahead log grows with every write and is not read back by
