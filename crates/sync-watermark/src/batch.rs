@@ -30,8 +30,10 @@ pub(crate) struct RowWork {
     pub(crate) entity_id: Option<String>,
     pub(crate) observed: Option<Observed>,
     pub(crate) action: Action,
-    /// Filled by the encoder for `Action::Index`.
+    /// Filled by the encoder for `Action::Index`; moved into the upsert.
     pub(crate) points: Vec<index_qdrant::ChunkPoint>,
+    /// How many chunks the encoder made (the points' count, also once they are gone).
+    pub(crate) chunk_count: u32,
 }
 
 impl RowWork {
@@ -45,6 +47,7 @@ impl RowWork {
             observed,
             action,
             points: Vec::new(),
+            chunk_count: 0,
         }
     }
 
@@ -62,7 +65,7 @@ impl RowWork {
     /// The chunk count the row ends with.
     pub(crate) fn final_chunk_count(&self) -> u32 {
         match self.action {
-            Action::Index => u32::try_from(self.points.len()).unwrap_or(u32::MAX),
+            Action::Index => self.chunk_count,
             Action::Skip | Action::EntityOnly => {
                 self.observed.as_ref().map_or(0, |o| o.chunk_count)
             }

@@ -352,7 +352,7 @@ impl Staged {
             .rows
             .iter()
             .filter(|r| r.action == Action::Index)
-            .map(|r| r.points.len() as u64)
+            .map(|r| u64::from(r.chunk_count))
             .sum()
     }
 }
@@ -941,7 +941,7 @@ impl<'a> Run<'a> {
             .rows
             .iter_mut()
             .filter(|r| r.action == Action::Index)
-            .flat_map(|r| r.points.clone())
+            .flat_map(|r| std::mem::take(&mut r.points))
             .collect();
         let upserted = points.len() as u64;
         if !points.is_empty() {
@@ -1235,7 +1235,12 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         let rows = batch.rows.len() as u64;
-        let chunks: u64 = batch.rows.iter().map(|r| r.points.len() as u64).sum();
+        let chunks: u64 = batch
+            .rows
+            .iter()
+            .filter(|r| r.action == Action::Index)
+            .map(|r| u64::from(r.chunk_count))
+            .sum();
         self.check_stop_lease()?;
         self.indexer
             .blocking_write(move |tx| {
@@ -1349,6 +1354,7 @@ async fn encode_batch(
                 vector,
             ));
         }
+        row.chunk_count = u32::try_from(points.len()).unwrap_or(u32::MAX);
         row.points = points;
     }
     Ok(())
