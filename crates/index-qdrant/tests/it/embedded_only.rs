@@ -425,7 +425,10 @@ async fn unflushed_upserts_seal_beside_the_writes_and_survive_a_flush_and_a_reop
         index.upsert(extra).await.unwrap();
         index.flush().await.unwrap();
         let info = index.info().await.unwrap();
-        assert!(info.segments_count >= 4, "sealed several times: {info:?}");
+        // How many seals ran depends on how long each took (the appendable segment
+        // grows while one runs); at least one always does.
+        assert!(info.segments_count >= 2, "sealed: {info:?}");
+        assert_eq!(stored_graph_degree(dir.path()), (0, true), "in bulk mode");
         assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 30_001);
         // An empty call is no call.
         assert_eq!(index.upsert_unflushed(Vec::new()).await.unwrap(), 0);
