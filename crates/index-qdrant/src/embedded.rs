@@ -125,6 +125,19 @@ fn enter_bulk(shard: &EdgeShard) -> Result<(), String> {
 /// thread, took 2,100 rows/s where 2,600 were written without).
 const BULK_SEGMENT_NUMBER: usize = 100_000;
 
+/// Runs the optimizer, which seals the appendable segment of a shard in bulk mode.
+fn seal(shard: &EdgeShard, points: usize) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    shard.optimize().map_err(|err| err.to_string())?;
+    tracing::debug!(
+        points,
+        seconds = started.elapsed().as_secs_f64(),
+        segments = shard.info().segments_count,
+        "sealed the appendable segment"
+    );
+    Ok(())
+}
+
 /// Restores the settings saved by [`enter_bulk`], if the shard is in bulk mode.
 fn leave_bulk(shard: &EdgeShard) -> Result<(), String> {
     let path = shard.path().join(BULK_FILE);
@@ -761,36 +774,16 @@ impl State {
             enter_bulk(&loaded.shard).map_err(|detail| self.engine_text("seal", &detail))?;
             self.unsealed.store(0, Ordering::Release);
             let shard = Arc::clone(&loaded.shard);
-            let seal = std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name("index-seal".to_owned())
-                .spawn(move || {
-                    let started = std::time::Instant::now();
-                    shard.optimize().map_err(|err| err.to_string())?;
-                    tracing::debug!(
-                        points = pending,
-                        seconds = started.elapsed().as_secs_f64(),
-                        segments = shard.info().segments_count,
-                        "sealed the appendable segment beside the writes"
-                    );
-                    Ok(())
-                })
+                .spawn(move || seal(&shard, pending))
                 .map_err(|err| self.engine_text("seal", &format!("starting a thread: {err}")))?;
-            *running = Some(seal);
+            *running = Some(handle);
             return Ok(());
         }
-        let started = std::time::Instant::now();
         enter_bulk(&loaded.shard).map_err(|detail| self.engine_text("seal", &detail))?;
-        loaded
-            .shard
-            .optimize()
-            .map_err(|err| self.engine("seal", &err))?;
+        seal(&loaded.shard, pending).map_err(|detail| self.engine_text("seal", &detail))?;
         self.unsealed.store(0, Ordering::Release);
-        tracing::debug!(
-            points = pending,
-            seconds = started.elapsed().as_secs_f64(),
-            segments = loaded.shard.info().segments_count,
-            "sealed the appendable segment"
-        );
         Ok(())
     }
 

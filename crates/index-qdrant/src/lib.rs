@@ -99,6 +99,8 @@ pub use query::{
 };
 
 use embedded::Embedded;
+use query::{Cond, FilterSpec};
+use server::Server;
 
 /// When an engine's write must be durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +110,6 @@ pub(crate) enum Durability {
     /// At the next flush or durable write (the embedded engine; a server is always `Now`).
     Later,
 }
-use query::{Cond, FilterSpec};
-use server::Server;
 
 /// Name of the dense vector in every collection.
 pub const DENSE_VECTOR: &str = "dense";
@@ -266,20 +266,21 @@ impl Index {
     /// the same points again is always safe.
     #[tracing::instrument(skip_all, fields(collection = %self.collection, engine = %self.engine_kind(), points = points.len()))]
     pub async fn upsert(&self, points: Vec<ChunkPoint>) -> Result<usize, IndexError> {
+        self.upsert_checked(points, Durability::Now).await
+    }
+
+    /// Validates the points (each against the collection, and no id twice), then writes
+    /// them with `durability`.
+    async fn upsert_checked(
+        &self,
+        points: Vec<ChunkPoint>,
+        durability: Durability,
+    ) -> Result<usize, IndexError> {
         if points.is_empty() {
             return Ok(0);
         }
-        self.check_points(&points).await?;
-        dispatch!(self.upsert(points, Durability::Now))
-    }
-
-    /// Validates a call's points: each against the collection, and no id twice.
-    async fn check_points(&self, points: &[ChunkPoint]) -> Result<(), IndexError> {
-        if points.is_empty() {
-            return Ok(());
-        }
         let dim = self.dense_dim().await?;
-        for point in points {
+        for point in &points {
             if let Some(reason) = point.problem(dim) {
                 return Err(IndexError::InvalidPoint {
                     engine: self.engine_kind(),
@@ -304,7 +305,7 @@ impl Index {
                 reason: "the same id appears twice in one upsert".to_owned(),
             });
         }
-        Ok(())
+        dispatch!(self.upsert(points, durability))
     }
 
     /// [`Index::upsert`] for bulk loads: on the embedded engine the points are written but
@@ -315,16 +316,7 @@ impl Index {
     /// every write with `wait`, so there this is [`Index::upsert`].
     #[tracing::instrument(skip_all, fields(collection = %self.collection, engine = %self.engine_kind(), points = points.len()))]
     pub async fn upsert_unflushed(&self, points: Vec<ChunkPoint>) -> Result<usize, IndexError> {
-        if points.is_empty() {
-            return Ok(0);
-        }
-        match &self.engine {
-            Engine::Embedded(engine) => {
-                self.check_points(&points).await?;
-                engine.upsert(points, Durability::Later).await
-            }
-            Engine::Server(_) => self.upsert(points).await,
-        }
+        self.upsert_checked(points, Durability::Later).await
     }
 
     /// Makes every write so far durable: flushes the embedded engine (a no-op on a

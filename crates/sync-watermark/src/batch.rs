@@ -100,6 +100,15 @@ impl Batch {
         self.gone.is_empty() && self.rows.iter().all(|r| r.action == Action::Skip)
     }
 
+    /// Chunks the batch writes to the index.
+    pub(crate) fn chunks(&self) -> u64 {
+        self.rows
+            .iter()
+            .filter(|r| r.action == Action::Index)
+            .map(|r| u64::from(r.chunk_count))
+            .sum()
+    }
+
     pub(crate) fn describe(&self) -> String {
         let first = self.rows.first().map(RowWork::source_id);
         let last = self.rows.last().map(RowWork::source_id);

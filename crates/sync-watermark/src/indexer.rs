@@ -345,18 +345,6 @@ struct Staged {
     held: Option<HeldMark>,
 }
 
-impl Staged {
-    /// Chunks the batch upserts.
-    fn chunks(&self) -> u64 {
-        self.batch
-            .rows
-            .iter()
-            .filter(|r| r.action == Action::Index)
-            .map(|r| u64::from(r.chunk_count))
-            .sum()
-    }
-}
-
 /// Whether a batch's index writes are flushed as they are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durability {
@@ -739,7 +727,7 @@ impl<'a> Run<'a> {
                         self.check_stop()?;
                         let batch = item?;
                         let written = self.stage(batch, durability).await?;
-                        unflushed += written.chunks();
+                        unflushed += written.batch.chunks();
                         staged.push(written);
                         if durability == Durability::Now || unflushed >= FLUSH_EVERY_CHUNKS {
                             unflushed = 0;
@@ -1235,12 +1223,7 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         let rows = batch.rows.len() as u64;
-        let chunks: u64 = batch
-            .rows
-            .iter()
-            .filter(|r| r.action == Action::Index)
-            .map(|r| u64::from(r.chunk_count))
-            .sum();
+        let chunks = batch.chunks();
         self.check_stop_lease()?;
         self.indexer
             .blocking_write(move |tx| {
