@@ -112,6 +112,8 @@ async fn run(
                     .await
                     .context("opening the search index")?,
             );
+            // Its files were evicted from the page cache by whoever closed it last.
+            index.warm_cache();
             let (encoder, sync_config) =
                 prepare(settings, &ctx.env, embedder_over(dense_model)?, "crm-mcp").await?;
             let indexer = Indexer::new(

@@ -75,11 +75,27 @@ const BULK_FILE: &str = "crm-bulk-mode.json";
 struct BulkSaved {
     hnsw_config: HnswIndexConfig,
     optimizers: EdgeOptimizersConfig,
+    /// Bulk mode began before anything was sealed (a build from empty): the optimizer
+    /// pass that ends it merges every segment into one, whatever the segment size cap.
+    #[serde(default)]
+    merge_all: bool,
 }
+
+/// Segment size cap (KB) of the optimizer pass that ends a build from empty: larger than
+/// any collection, so it merges every sealed segment into one.
+///
+/// Every search visits every segment, and every hit of every segment has its id looked
+/// up again before the results are merged: at 1M chunks, one segment answered a dense
+/// query in 1.1–1.3 ms where the default cap's three (plus a remainder) took 3.4–3.9,
+/// and hybrid queries 5.2 where they took 6.4–6.8 (`crm-bench index`, query part, same
+/// points). Later passes keep the usual cap, so the merged segment, already above it, is
+/// never merged again: a sync that seals a few segments merges only those.
+const MERGE_ALL_KB: usize = usize::MAX / 1024;
 
 /// Puts the shard in bulk mode unless it already is: saves its settings in
 /// [`BULK_FILE`] (durably), then builds sealed segments without a graph and merges none.
-fn enter_bulk(shard: &EdgeShard) -> Result<(), String> {
+/// `written` is the number of points upserted since the last seal.
+fn enter_bulk(shard: &EdgeShard, written: usize) -> Result<(), String> {
     let path = shard.path().join(BULK_FILE);
     if path.exists() {
         return Ok(());
@@ -92,6 +108,8 @@ fn enter_bulk(shard: &EdgeShard) -> Result<(), String> {
     let saved = BulkSaved {
         hnsw_config,
         optimizers: optimizers.clone(),
+        // Nothing older than this write: every point gets its graph at the end.
+        merge_all: shard.info().points_count <= written,
     };
     let bytes = serde_json::to_vec(&saved).map_err(|err| format!("bulk settings: {err}"))?;
     write_durably(&path, &bytes)?;
@@ -138,23 +156,110 @@ fn seal(shard: &EdgeShard, points: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Restores the settings saved by [`enter_bulk`], if the shard is in bulk mode.
-fn leave_bulk(shard: &EdgeShard) -> Result<(), String> {
+/// The settings saved by [`enter_bulk`], if the shard is in bulk mode.
+fn bulk_saved(shard: &EdgeShard) -> Result<Option<BulkSaved>, String> {
     let path = shard.path().join(BULK_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(format!("reading {}: {err}", path.display())),
     };
-    let saved: BulkSaved = serde_json::from_slice(&bytes)
-        .map_err(|err| format!("{} is not readable: {err}", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|err| format!("{} is not readable: {err}", path.display()))
+}
+
+/// Restores the settings saved by [`enter_bulk`], if the shard is in bulk mode.
+fn leave_bulk(shard: &EdgeShard) -> Result<(), String> {
+    let Some(saved) = bulk_saved(shard)? else {
+        return Ok(());
+    };
     shard
         .set_hnsw_config(saved.hnsw_config)
         .map_err(|err| format!("restoring HNSW settings: {err}"))?;
     shard
         .set_optimizers_config(saved.optimizers)
         .map_err(|err| format!("restoring optimizer settings: {err}"))?;
+    let path = shard.path().join(BULK_FILE);
     std::fs::remove_file(&path).map_err(|err| format!("removing {}: {err}", path.display()))
+}
+
+/// Runs the optimizer to completion, ending bulk mode first. After a build from empty
+/// the pass runs with the real HNSW settings but no segment size cap, so it merges the
+/// sealed segments into one, and the saved settings come back after it; a process
+/// killed meanwhile leaves the bulk file, whose settings the next load restores.
+fn optimize_fully(shard: &EdgeShard) -> Result<bool, String> {
+    match bulk_saved(shard)? {
+        Some(saved) if saved.merge_all => {
+            shard
+                .set_hnsw_config(saved.hnsw_config)
+                .map_err(|err| format!("restoring HNSW settings: {err}"))?;
+            shard
+                .set_optimizers_config(EdgeOptimizersConfig {
+                    max_segment_size: Some(MERGE_ALL_KB),
+                    ..saved.optimizers
+                })
+                .map_err(|err| format!("optimizer settings for merging: {err}"))?;
+        }
+        _ => leave_bulk(shard)?,
+    }
+    let optimized = shard.optimize().map_err(|err| err.to_string())?;
+    leave_bulk(shard)?;
+    Ok(optimized)
+}
+
+/// Reads the files searches touch under `dir` (a collection's segments) once, so the
+/// OS keeps them in its page cache: graphs and sparse indexes first, then the int8
+/// copies, then the rest; payload storage is left out (a search reads the payloads of
+/// its few hits only). Files that vanish meanwhile (an optimizer pass replaces
+/// segments) are skipped. Returns how many files and bytes were read.
+///
+/// A read, not `posix_fadvise(WILLNEED)`: Linux caps that advice at one readahead
+/// window per call, which left the int8 copy of a 1M-chunk collection uncached.
+fn read_into_cache(dir: &Path) -> (u64, u64) {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() && entry.file_name() != "payload_storage" => {
+                    walk(&path, found);
+                }
+                Ok(kind) if kind.is_file() => found.push(path),
+                _ => {}
+            }
+        }
+    }
+    fn rank(path: &Path) -> u8 {
+        let text = path.to_string_lossy();
+        if text.contains("vector_index") {
+            0
+        } else if text.contains("quantized") {
+            1
+        } else {
+            2
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    files.sort_by_key(|path| rank(path));
+    let mut buffer = vec![0u8; 1 << 20];
+    let (mut count, mut bytes) = (0, 0);
+    for path in files {
+        let Ok(mut file) = File::open(&path) else {
+            continue;
+        };
+        count += 1;
+        loop {
+            match std::io::Read::read(&mut file, &mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes += n as u64,
+            }
+        }
+    }
+    (count, bytes)
 }
 
 /// Writes `bytes` to `path` through a temporary file, synced, then renamed.
@@ -291,6 +396,34 @@ impl Embedded {
 
     pub(crate) fn path(&self) -> &Path {
         &self.state.path
+    }
+
+    /// Reads the collection's search files into the OS's page cache from a thread of its
+    /// own ([`read_into_cache`]); returns at once, with the thread unless it could not
+    /// start.
+    pub(crate) fn warm_cache(&self) -> Option<std::thread::JoinHandle<(u64, u64)>> {
+        let segments = self.state.path.join("segments");
+        let spawned = std::thread::Builder::new()
+            .name("index-warm".to_owned())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let (files, bytes) = read_into_cache(&segments);
+                tracing::debug!(
+                    files,
+                    bytes,
+                    seconds = started.elapsed().as_secs_f64(),
+                    path = %segments.display(),
+                    "read the collection's files into the page cache"
+                );
+                (files, bytes)
+            });
+        match spawned {
+            Ok(handle) => Some(handle),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not start the page-cache warming thread");
+                None
+            }
+        }
     }
 
     /// Whether the shard is loaded (or the collection is missing or broken): false while
@@ -723,12 +856,8 @@ impl Embedded {
         self.run("optimize", |state| {
             state.write("optimize", |loaded| {
                 let segments_before = loaded.shard.info().segments_count as u64;
-                leave_bulk(&loaded.shard)
+                let optimized = optimize_fully(&loaded.shard)
                     .map_err(|detail| state.engine_text("optimize", &detail))?;
-                let optimized = loaded
-                    .shard
-                    .optimize()
-                    .map_err(|err| state.engine("optimize", &err))?;
                 state.unsealed.store(0, Ordering::Release);
                 let info = loaded.shard.info();
                 Ok(OptimizeOutcome {
@@ -771,7 +900,8 @@ impl State {
             if let Some(seal) = running.take() {
                 self.joined_seal(seal)?;
             }
-            enter_bulk(&loaded.shard).map_err(|detail| self.engine_text("seal", &detail))?;
+            enter_bulk(&loaded.shard, pending)
+                .map_err(|detail| self.engine_text("seal", &detail))?;
             self.unsealed.store(0, Ordering::Release);
             let shard = Arc::clone(&loaded.shard);
             let handle = std::thread::Builder::new()
@@ -781,7 +911,7 @@ impl State {
             *running = Some(handle);
             return Ok(());
         }
-        enter_bulk(&loaded.shard).map_err(|detail| self.engine_text("seal", &detail))?;
+        enter_bulk(&loaded.shard, pending).map_err(|detail| self.engine_text("seal", &detail))?;
         seal(&loaded.shard, pending).map_err(|detail| self.engine_text("seal", &detail))?;
         self.unsealed.store(0, Ordering::Release);
         Ok(())
@@ -1308,6 +1438,7 @@ fn edge_config(spec: &CollectionSpec) -> Result<EdgeConfig, String> {
         m: spec.hnsw_m.unwrap_or(defaults.m),
         ef_construct: spec.hnsw_ef_construct.unwrap_or(defaults.ef_construct),
         payload_m: spec.hnsw_payload_m.or(defaults.payload_m),
+        on_disk: Some(spec.index_on_disk),
         ..defaults
     };
     let builder = EdgeConfig::builder()
@@ -1322,10 +1453,14 @@ fn edge_config(spec: &CollectionSpec) -> Result<EdgeConfig, String> {
             SPARSE_VECTOR,
             EdgeSparseVectorParams::builder()
                 .modifier(Modifier::Idf)
+                .on_disk(spec.index_on_disk)
                 .build(),
         )
         .hnsw_config(hnsw)
-        .optimizers(EdgeOptimizersConfig::default());
+        .optimizers(EdgeOptimizersConfig {
+            max_segment_size: spec.max_segment_kb,
+            ..EdgeOptimizersConfig::default()
+        });
     let builder = match spec.wal_segment_bytes {
         Some(bytes) => builder.wal_options(WalOptions {
             segment_capacity: bytes,
@@ -1338,7 +1473,7 @@ fn edge_config(spec: &CollectionSpec) -> Result<EdgeConfig, String> {
     }
     // The scalar wrapper type is not exported by qdrant-edge; its serde form is.
     let quantization: QuantizationConfig = serde_json::from_value(serde_json::json!({
-        "scalar": {"type": "int8", "always_ram": true}
+        "scalar": {"type": "int8", "always_ram": !spec.index_on_disk}
     }))
     .map_err(|err| format!("int8 quantization config: {err}"))?;
     Ok(builder.quantization_config(quantization).build())
@@ -1536,6 +1671,29 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
     use crate::point::ChunkPayload;
+
+    #[test]
+    fn read_into_cache_reads_every_file_but_the_payload_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["s1/vector_index-dense", "s1/payload_storage", "s2"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("s1/vector_index-dense/links.bin"),
+            vec![1u8; 3_000_000],
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("s1/payload_storage/page_0.dat"),
+            vec![2u8; 5_000],
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("s2/quantized.data"), vec![3u8; 300]).unwrap();
+        std::fs::write(dir.path().join("s2/empty"), b"").unwrap();
+        assert_eq!(read_into_cache(dir.path()), (3, 3_000_300));
+        // A directory that is gone (segments replaced meanwhile) is nothing to do.
+        assert_eq!(read_into_cache(&dir.path().join("missing")), (0, 0));
+    }
 
     const DIM: usize = 8;
 

@@ -12,11 +12,11 @@ use qdrant_client::config::QdrantConfig;
 use qdrant_client::qdrant::{
     self, Condition, CountPoints, CreateCollection, CreateFieldIndexCollection, DatetimeRange,
     DeletePoints, Distance, FieldType, Filter, GetPoints, HnswConfigDiff, Modifier, NamedVectors,
-    PointId, PointStruct, PointsSelector, PrefetchQuery, QuantizationConfig, QuantizationType,
-    Query, QueryPoints, Range, Rrf, ScalarQuantization, ScrollPoints, SetPayloadPoints,
-    SparseVectorConfig, SparseVectorParams, UpsertPoints, VectorInput, VectorParams,
-    VectorParamsMap, Vectors, VectorsConfig, point_id::PointIdOptions, quantization_config,
-    vector_output, vectors_config, vectors_output,
+    OptimizersConfigDiff, PointId, PointStruct, PointsSelector, PrefetchQuery, QuantizationConfig,
+    QuantizationType, Query, QueryPoints, Range, Rrf, ScalarQuantization, ScrollPoints,
+    SetPayloadPoints, SparseIndexConfig, SparseVectorConfig, SparseVectorParams, UpsertPoints,
+    VectorInput, VectorParams, VectorParamsMap, Vectors, VectorsConfig, point_id::PointIdOptions,
+    quantization_config, vector_output, vectors_config, vectors_output,
 };
 use qdrant_client::{Qdrant, QdrantError};
 use serde_json::{Map, Value};
@@ -285,7 +285,10 @@ impl Server {
                 map: HashMap::from([(
                     SPARSE_VECTOR.to_owned(),
                     SparseVectorParams {
-                        index: None,
+                        index: Some(SparseIndexConfig {
+                            on_disk: Some(spec.index_on_disk),
+                            ..SparseIndexConfig::default()
+                        }),
                         modifier: Some(Modifier::Idf as i32),
                     },
                 )]),
@@ -294,14 +297,19 @@ impl Server {
                 m: spec.hnsw_m.map(|m| m as u64),
                 ef_construct: spec.hnsw_ef_construct.map(|ef| ef as u64),
                 payload_m: spec.hnsw_payload_m.map(|m| m as u64),
+                on_disk: Some(spec.index_on_disk),
                 ..HnswConfigDiff::default()
             }),
             on_disk_payload: Some(spec.payload_on_disk),
+            optimizers_config: spec.max_segment_kb.map(|kb| OptimizersConfigDiff {
+                max_segment_size: Some(kb as u64),
+                ..OptimizersConfigDiff::default()
+            }),
             quantization_config: spec.quantize_int8.then_some(QuantizationConfig {
                 quantization: Some(quantization_config::Quantization::Scalar(
                     ScalarQuantization {
                         r#type: QuantizationType::Int8 as i32,
-                        always_ram: Some(true),
+                        always_ram: Some(!spec.index_on_disk),
                         ..ScalarQuantization::default()
                     },
                 )),

@@ -299,6 +299,8 @@ impl SearchBackend {
         let info = index.info().await.map_err(|e| self.classify(e))?;
         let index = Arc::new(index);
         if keep {
+            // Its files were evicted from the page cache by whoever closed it last.
+            index.warm_cache();
             tracing::info!(
                 collection = %self.config.index.collection,
                 points = info.points_count,

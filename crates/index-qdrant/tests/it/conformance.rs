@@ -62,7 +62,7 @@ conformance!(
     large_upsert_is_split_into_batches,
     concurrent_searches_while_upserting,
     optimize_keeps_every_point,
-    quantized_on_disk_collection_searches_like_any_other,
+    in_memory_collection_searches_like_any_other,
 );
 
 fn ids_of(hits: &[index_qdrant::SearchHit]) -> Vec<ChunkId> {
@@ -1159,10 +1159,13 @@ async fn optimize_keeps_every_point(h: &Harness) {
     assert_eq!(stored[0].payload, points[2_999].payload);
 }
 
-async fn quantized_on_disk_collection_searches_like_any_other(h: &Harness) {
+/// The default keeps everything memory-mapped (every other test uses it); this one keeps
+/// vectors, payloads and search structures in the process's memory instead.
+async fn in_memory_collection_searches_like_any_other(h: &Harness) {
     let spec = CollectionSpec {
-        dense_on_disk: true,
+        dense_on_disk: false,
         payload_on_disk: false,
+        index_on_disk: false,
         quantize_int8: true,
         hnsw_m: Some(8),
         hnsw_ef_construct: Some(32),

@@ -32,6 +32,10 @@ async fn data_survives_closing_and_reopening() {
         .await
         .unwrap();
     assert!(index.exists().await.unwrap());
+    // Warming the page cache runs beside the calls below.
+    let warming = index
+        .warm_cache()
+        .expect("the embedded engine warms its cache");
     assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 499);
     let info = index.info().await.unwrap();
     assert_eq!(info.dense_dim, DIM);
@@ -54,6 +58,8 @@ async fn data_survives_closing_and_reopening() {
         .await
         .unwrap();
     assert_eq!(hits[0].id, points[77].id);
+    let (files, bytes) = warming.wait();
+    assert!(files > 0 && bytes > 0, "{files} files, {bytes} bytes");
     // Reopening with the same spec keeps the data.
     assert_eq!(
         index
@@ -456,4 +462,111 @@ async fn unflushed_points_are_validated_like_any_other() {
     );
     index.flush().await.unwrap();
     assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 0);
+}
+
+/// How each sealed segment stores its search structures, from its `segment.json`: the
+/// sparse index type, whether the HNSW graph is on disk, the dense storage type and
+/// whether the int8 copy is kept in RAM.
+fn sealed_storage(dir: &std::path::Path) -> Vec<(String, bool, String, bool)> {
+    let segments = dir.join(index_qdrant::DEFAULT_COLLECTION).join("segments");
+    let mut found = Vec::new();
+    for segment in std::fs::read_dir(segments).unwrap() {
+        let config = segment.unwrap().path().join("segment.json");
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
+        let config = &config["config"];
+        let sparse = config["sparse_vector_data"]["bm25"]["index"]["index_type"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if sparse == "MutableRam" {
+            continue; // the appendable segment
+        }
+        let dense = &config["vector_data"]["dense"];
+        found.push((
+            sparse,
+            dense["index"]["options"]["on_disk"] == true,
+            dense["storage_type"].as_str().unwrap().to_owned(),
+            dense["quantization_config"]["scalar"]["always_ram"] == true,
+        ));
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_structures_are_memory_mapped_unless_the_spec_keeps_them_in_memory() {
+    let in_memory = CollectionSpec {
+        dense_on_disk: false,
+        index_on_disk: false,
+        ..CollectionSpec::new(DIM)
+    };
+    let cases = [
+        (CollectionSpec::new(DIM), ("Mmap", true, "Mmap", false)),
+        (in_memory, ("ImmutableRam", false, "InRamChunkedMmap", true)),
+    ];
+    let points = people(10_000);
+    for (spec, (sparse_type, graph_on_disk, dense_type, int8_in_ram)) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let index = Index::open(IndexConfig::embedded(dir.path()))
+                .await
+                .unwrap();
+            index.ensure_collection(&spec, false).await.unwrap();
+            upsert_in_batches(&index, &points).await;
+            let sealed = sealed_storage(dir.path());
+            assert!(!sealed.is_empty(), "a 10,000-point write seals");
+            for (sparse, graph, dense, int8) in sealed {
+                assert_eq!(
+                    (sparse.as_str(), graph, dense.as_str(), int8),
+                    (sparse_type, graph_on_disk, dense_type, int8_in_ram),
+                    "{spec:?}"
+                );
+            }
+            index.optimize().await.unwrap();
+            each_is_found(&index, &points, &[0, 4_095, 9_999]).await;
+        }
+        let index = Index::open(IndexConfig::embedded(dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(index.count(&SearchFilter::default()).await.unwrap(), 10_000);
+        each_is_found(&index, &points, &[1, 5_000, 9_998]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_from_empty_ends_as_one_segment_and_later_writes_leave_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // A cap far below the data: the optimizer would otherwise split it in many.
+    let spec = CollectionSpec {
+        max_segment_kb: Some(100),
+        ..CollectionSpec::new(DIM)
+    };
+    let index = Index::open(IndexConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    index.ensure_collection(&spec, false).await.unwrap();
+    let points = people(30_000);
+    upsert_in_batches(&index, &points[..20_000]).await;
+    assert!(index.info().await.unwrap().segments_count >= 4, "sealed");
+    index.optimize().await.unwrap();
+    let info = index.info().await.unwrap();
+    assert!(
+        info.segments_count <= 2,
+        "one segment (and an appendable one): {info:?}"
+    );
+    assert_eq!(
+        stored_graph_degree(dir.path()),
+        (16, false),
+        "settings restored"
+    );
+    each_is_found(&index, &points, &[0, 9_999, 19_999]).await;
+
+    // A long write into the built collection seals segments of its own; the optimizer
+    // pass after it keeps the cap (merging everything again would rebuild every graph).
+    upsert_in_batches(&index, &points[20_000..]).await;
+    index.optimize().await.unwrap();
+    let info = index.info().await.unwrap();
+    assert_eq!(info.points_count, 30_000);
+    assert!(info.segments_count >= 3, "the cap holds: {info:?}");
+    each_is_found(&index, &points, &[1, 19_998, 20_000, 29_999]).await;
 }
