@@ -169,19 +169,34 @@ fn bulk_saved(shard: &EdgeShard) -> Result<Option<BulkSaved>, String> {
         .map_err(|err| format!("{} is not readable: {err}", path.display()))
 }
 
+/// Puts back the settings saved by [`enter_bulk`], with the segment size cap replaced
+/// by `cap` when one is given.
+fn apply_saved(shard: &EdgeShard, saved: &BulkSaved, cap: Option<usize>) -> Result<(), String> {
+    shard
+        .set_hnsw_config(saved.hnsw_config)
+        .map_err(|err| format!("restoring HNSW settings: {err}"))?;
+    let optimizers = EdgeOptimizersConfig {
+        max_segment_size: cap.or(saved.optimizers.max_segment_size),
+        ..saved.optimizers.clone()
+    };
+    shard
+        .set_optimizers_config(optimizers)
+        .map_err(|err| format!("restoring optimizer settings: {err}"))
+}
+
+/// Removes [`BULK_FILE`]: the shard has its own settings again.
+fn remove_bulk_file(shard: &EdgeShard) -> Result<(), String> {
+    let path = shard.path().join(BULK_FILE);
+    std::fs::remove_file(&path).map_err(|err| format!("removing {}: {err}", path.display()))
+}
+
 /// Restores the settings saved by [`enter_bulk`], if the shard is in bulk mode.
 fn leave_bulk(shard: &EdgeShard) -> Result<(), String> {
     let Some(saved) = bulk_saved(shard)? else {
         return Ok(());
     };
-    shard
-        .set_hnsw_config(saved.hnsw_config)
-        .map_err(|err| format!("restoring HNSW settings: {err}"))?;
-    shard
-        .set_optimizers_config(saved.optimizers)
-        .map_err(|err| format!("restoring optimizer settings: {err}"))?;
-    let path = shard.path().join(BULK_FILE);
-    std::fs::remove_file(&path).map_err(|err| format!("removing {}: {err}", path.display()))
+    apply_saved(shard, &saved, None)?;
+    remove_bulk_file(shard)
 }
 
 /// Runs the optimizer to completion, ending bulk mode first. After a build from empty
@@ -189,22 +204,19 @@ fn leave_bulk(shard: &EdgeShard) -> Result<(), String> {
 /// sealed segments into one, and the saved settings come back after it; a process
 /// killed meanwhile leaves the bulk file, whose settings the next load restores.
 fn optimize_fully(shard: &EdgeShard) -> Result<bool, String> {
-    match bulk_saved(shard)? {
-        Some(saved) if saved.merge_all => {
-            shard
-                .set_hnsw_config(saved.hnsw_config)
-                .map_err(|err| format!("restoring HNSW settings: {err}"))?;
-            shard
-                .set_optimizers_config(EdgeOptimizersConfig {
-                    max_segment_size: Some(MERGE_ALL_KB),
-                    ..saved.optimizers
-                })
-                .map_err(|err| format!("optimizer settings for merging: {err}"))?;
+    let saved = bulk_saved(shard)?;
+    let merge_all = saved.as_ref().is_some_and(|saved| saved.merge_all);
+    if let Some(saved) = &saved {
+        apply_saved(shard, saved, merge_all.then_some(MERGE_ALL_KB))?;
+        if !merge_all {
+            remove_bulk_file(shard)?;
         }
-        _ => leave_bulk(shard)?,
     }
     let optimized = shard.optimize().map_err(|err| err.to_string())?;
-    leave_bulk(shard)?;
+    if let Some(saved) = saved.filter(|_| merge_all) {
+        apply_saved(shard, &saved, None)?;
+        remove_bulk_file(shard)?;
+    }
     Ok(optimized)
 }
 

@@ -296,15 +296,23 @@ fn stored_graph_degree(dir: &std::path::Path) -> (u64, bool) {
     )
 }
 
+/// The JSON file `file` of every segment of the default collection in `dir`.
+fn segment_json(dir: &std::path::Path, file: &str) -> Vec<serde_json::Value> {
+    let segments = dir.join(index_qdrant::DEFAULT_COLLECTION).join("segments");
+    std::fs::read_dir(segments)
+        .unwrap()
+        .map(|segment| {
+            let path = segment.unwrap().path().join(file);
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+        })
+        .collect()
+}
+
 /// For every payload index of every segment: whether it is declared on disk, and for
 /// every immutable one (large segments) whether it is stored so.
 fn payload_indexes_on_disk(dir: &std::path::Path) -> Vec<bool> {
-    let segments = dir.join(index_qdrant::DEFAULT_COLLECTION).join("segments");
     let mut found = Vec::new();
-    for segment in std::fs::read_dir(segments).unwrap() {
-        let config = segment.unwrap().path().join("payload_index/config.json");
-        let config: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
+    for config in segment_json(dir, "payload_index/config.json") {
         for schema in config["indexed_fields"].as_object().unwrap().values() {
             found.push(schema["on_disk"] == true);
         }
@@ -468,13 +476,9 @@ async fn unflushed_points_are_validated_like_any_other() {
 /// sparse index type, whether the HNSW graph is on disk, the dense storage type and
 /// whether the int8 copy is kept in RAM.
 fn sealed_storage(dir: &std::path::Path) -> Vec<(String, bool, String, bool)> {
-    let segments = dir.join(index_qdrant::DEFAULT_COLLECTION).join("segments");
     let mut found = Vec::new();
-    for segment in std::fs::read_dir(segments).unwrap() {
-        let config = segment.unwrap().path().join("segment.json");
-        let config: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
-        let config = &config["config"];
+    for segment in segment_json(dir, "segment.json") {
+        let config = &segment["config"];
         let sparse = config["sparse_vector_data"]["bm25"]["index"]["index_type"]
             .as_str()
             .unwrap()
