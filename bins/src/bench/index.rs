@@ -442,6 +442,14 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
         report.row(["build", "peak RSS", &mb(rss), "<= 1000 MB"]);
         let anon = run.u64("peak_anon_bytes");
         report.row(["build", "peak RSS not file-backed", &mb(anon), ""]);
+        let stages = &run.summary["stage_seconds"];
+        if let Some(stages) = stages.as_object() {
+            let busy: Vec<String> = stages
+                .iter()
+                .map(|(stage, secs)| format!("{stage} {:.1}", secs.as_f64().unwrap_or(0.0)))
+                .collect();
+            report.row(["build", "stage seconds", &busy.join(", "), ""]);
+        }
         report.figure("build_peak_anon_bytes", anon);
         report.figure("build_chunks", chunks);
         report.figure("build_ingest_chunks_per_sec", rate);

@@ -22,6 +22,12 @@ pub struct SyncConfig {
     /// Batches in flight between two pipeline stages (reader, encoder, writer): memory
     /// stays bounded by about `3 * pipeline_depth` batches whatever the CRM's size.
     pub pipeline_depth: usize,
+    /// Chunks a fresh build writes to the index between two flushes, and so between
+    /// two groups of commits (at least 1). A flush of the embedded engine writes every
+    /// segment, so flushing once per batch would cost more than the batch on a large
+    /// collection; a crash loses at most this many chunks' work (their rows stay
+    /// pending and are redone). Later runs flush and commit batch by batch.
+    pub flush_every_chunks: u64,
     /// Who this run is, for the one-run-at-a-time lease.
     pub lease: LeaseConfig,
     /// How the collection is created when it is missing (storage, HNSW); its
@@ -37,13 +43,14 @@ pub struct SyncConfig {
 
 impl SyncConfig {
     /// A configuration with the defaults: 1,024 rows per batch, 2 s overlap, 2 batches in
-    /// flight per stage, the index's default storage, optimize after changes, and
-    /// `lease`.
+    /// flight per stage, a flush every 32,768 chunks of a fresh build, the index's
+    /// default storage, optimize after changes, and `lease`.
     pub fn new(lease: LeaseConfig) -> Self {
         Self {
             batch_size: 1024,
             overlap: Duration::from_secs(2),
             pipeline_depth: 2,
+            flush_every_chunks: 32_768,
             lease,
             collection: CollectionSpec::new(1),
             optimize: true,
@@ -60,6 +67,11 @@ impl SyncConfig {
         if self.pipeline_depth == 0 {
             return Err(SyncError::InvalidConfig(
                 "pipeline_depth must be at least 1".to_owned(),
+            ));
+        }
+        if self.flush_every_chunks == 0 {
+            return Err(SyncError::InvalidConfig(
+                "flush_every_chunks must be at least 1".to_owned(),
             ));
         }
         if self.lease.ttl < Duration::from_secs(1) {
@@ -238,6 +250,9 @@ mod tests {
         assert!(config.validate().is_err());
         config.batch_size = 1;
         config.pipeline_depth = 0;
+        assert!(config.validate().is_err());
+        config.pipeline_depth = 1;
+        config.flush_every_chunks = 0;
         assert!(config.validate().is_err());
     }
 }

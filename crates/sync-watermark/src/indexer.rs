@@ -11,7 +11,7 @@ use crm_store::phase0::{self, IndexedRow, RunStatus, SyncState};
 use crm_store::rusqlite::{Connection, Transaction, TransactionBehavior};
 use crm_store::{SourceTable, Store, StoreError, Timestamp, Watermark, queries, sync_queries};
 use index_qdrant::{ChunkId, CollectionSpec, CollectionStatus, Index};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{self, Batch, Origin, RowWork};
@@ -21,7 +21,8 @@ use crate::error::SyncError;
 use crate::lease::RunLease;
 use crate::plan::{self, Action, PENDING};
 use crate::report::{
-    FailureKind, ProgressEvent, ProgressSink, RunKind, RunOutcome, RunReport, TableCounts,
+    FailureKind, ProgressEvent, ProgressSink, RunKind, RunOutcome, RunReport, StageSeconds,
+    TableCounts,
 };
 
 /// Depth of dependents re-rendering: organisation → people → interactions.
@@ -219,6 +220,7 @@ impl Indexer {
             totals,
             points_in_index,
             optimize_ms,
+            stage_seconds: run.times.seconds(),
             error,
             failure,
         };
@@ -311,6 +313,50 @@ struct Run<'a> {
     fresh: AtomicBool,
     /// Reconciliation marks held across a batch's two writes (see [`HeldMark`]).
     marks_held: AtomicU64,
+    /// Where the keyset passes spend their time.
+    times: Arc<StageTimes>,
+}
+
+/// Nanoseconds per pipeline stage of the keyset passes (see [`StageSeconds`]).
+#[derive(Default)]
+struct StageTimes {
+    /// Reader: keyset pages read and planned.
+    read: AtomicU64,
+    /// Encoder: chunking and BM25.
+    prepare: AtomicU64,
+    /// Encoder: dense vectors.
+    dense: AtomicU64,
+    /// Writer: waiting for the next encoded batch.
+    writer_idle: AtomicU64,
+    /// Writer: rows marked pending before the index writes.
+    prewrite: AtomicU64,
+    /// Writer: upserts, deletes and payload updates.
+    index: AtomicU64,
+    /// Writer: flushes of the index before a group of commits.
+    flush: AtomicU64,
+    /// Writer: records and watermark committed.
+    commit: AtomicU64,
+}
+
+impl StageTimes {
+    fn add(counter: &AtomicU64, since: Instant) {
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        counter.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn seconds(&self) -> StageSeconds {
+        let secs = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e9;
+        StageSeconds {
+            read: secs(&self.read),
+            prepare: secs(&self.prepare),
+            dense: secs(&self.dense),
+            writer_idle: secs(&self.writer_idle),
+            prewrite: secs(&self.prewrite),
+            index: secs(&self.index),
+            flush: secs(&self.flush),
+            commit: secs(&self.commit),
+        }
+    }
 }
 
 /// Marks held by a batch start with this; no digest (hex) does.
@@ -353,11 +399,6 @@ enum Durability {
     Later,
 }
 
-/// Chunks a fresh build writes between two flushes of the embedded index (and so
-/// between two commits of its batches): a flush writes every segment, so once per
-/// batch it would cost more than the batch on a large collection.
-const FLUSH_EVERY_CHUNKS: u64 = 32_768;
-
 #[derive(Default)]
 struct FaultCounters {
     counts: Mutex<HashMap<FaultStage, u64>>,
@@ -388,6 +429,7 @@ impl<'a> Run<'a> {
             recreated: AtomicBool::new(false),
             fresh: AtomicBool::new(false),
             marks_held: AtomicU64::new(0),
+            times: Arc::default(),
         }
     }
 
@@ -649,9 +691,11 @@ impl<'a> Run<'a> {
             let collection = self.collection.clone();
             let limit = indexer.config.batch_size;
             let stop = pass_stop.clone();
+            let times = Arc::clone(&self.times);
             tokio::task::spawn_blocking(move || {
                 let mut cursor = start;
                 while !stop.is_cancelled() {
+                    let began = Instant::now();
                     let page = store
                         .reader()
                         .map_err(SyncError::from)
@@ -666,6 +710,7 @@ impl<'a> Run<'a> {
                             )
                             .map_err(SyncError::from)
                         });
+                    StageTimes::add(&times.read, began);
                     let (page, last) = match page {
                         Ok((batch, _)) if batch.rows.is_empty() => return,
                         Ok((batch, last)) => {
@@ -687,13 +732,14 @@ impl<'a> Run<'a> {
             let stop = pass_stop.clone();
             let encoder = indexer.encoder.clone();
             let faults = FaultHook::new(self);
+            let times = &self.times;
             async move {
                 while let Some(item) = read_rx.recv().await {
                     let item = match item {
                         Ok(mut batch) => {
                             let encoded = tokio::select! {
                                 () = stop.cancelled() => Err(SyncError::Cancelled),
-                                encoded = encode_batch(&encoder, &mut batch, &faults) => encoded,
+                                encoded = encode_batch(&encoder, &mut batch, &faults, times) => encoded,
                             };
                             encoded.map(|()| batch)
                         }
@@ -708,40 +754,18 @@ impl<'a> Run<'a> {
         };
 
         // Writer: applies batches in order and finishes the one it has started; stops at
-        // the first error or at a signal, before taking the next batch.
+        // the first error or at a signal, before taking the next batch. A fresh build
+        // commits its batches in groups, after one flush each, in lanes; every other run
+        // commits (and flushes) batch by batch.
         let writer = {
             let pass_stop = pass_stop.clone();
             async move {
                 let mut enc_rx = enc_rx;
-                // A fresh build commits its batches in groups, after one flush each;
-                // every other run commits (and flushes) batch by batch.
-                let durability = if self.fresh.load(Ordering::SeqCst) {
-                    Durability::Later
+                let result = if self.fresh.load(Ordering::SeqCst) {
+                    self.write_in_lanes(&mut enc_rx).await
                 } else {
-                    Durability::Now
+                    self.write_in_order(&mut enc_rx).await
                 };
-                let mut staged: Vec<Staged> = Vec::new();
-                let mut unflushed: u64 = 0;
-                let result = async {
-                    while let Some(item) = enc_rx.recv().await {
-                        self.check_stop()?;
-                        let batch = item?;
-                        let written = self.stage(batch, durability).await?;
-                        unflushed += written.batch.chunks();
-                        staged.push(written);
-                        if durability == Durability::Now || unflushed >= FLUSH_EVERY_CHUNKS {
-                            unflushed = 0;
-                            self.commit_group(&mut staged, durability).await?;
-                        }
-                    }
-                    self.check_stop()
-                }
-                .await;
-                // Batches written before a stop or a failure are still recorded, if the
-                // index takes the flush (if not, their rows stay pending: the next
-                // run redoes them).
-                let finished = self.commit_group(&mut staged, durability).await;
-                let result = result.and(finished);
                 pass_stop.cancel();
                 drop(enc_rx);
                 result
@@ -750,6 +774,7 @@ impl<'a> Run<'a> {
 
         let (written, ()) = tokio::join!(writer, encoder_task);
         reader.await.map_err(SyncError::worker)?;
+        tracing::debug!(%table, stages = ?self.times.seconds(), "keyset pass finished");
         written
     }
 
@@ -880,7 +905,7 @@ impl<'a> Run<'a> {
                 if origin == Origin::Dependents {
                     self.count(table, |c| c.dependents_checked += batch.rows.len() as u64);
                 }
-                encode_batch(&self.indexer.encoder, &mut batch, &faults).await?;
+                encode_batch(&self.indexer.encoder, &mut batch, &faults, &self.times).await?;
                 self.apply(batch).await?;
             }
             Ok(())
@@ -898,7 +923,15 @@ impl<'a> Run<'a> {
     /// Everything of [`Run::apply`] but the commit. With [`Durability::Later`] the
     /// upsert is not flushed: the batch may be committed only after an
     /// [`Index::flush`] (its rows stay pending until then, so a crash loses nothing).
-    async fn stage(&self, mut batch: Batch, durability: Durability) -> Result<Staged, SyncError> {
+    async fn stage(&self, batch: Batch, durability: Durability) -> Result<Staged, SyncError> {
+        let marked = self.mark_pending(batch).await?;
+        self.write_index(marked, durability).await
+    }
+
+    /// Step 1 of [`Run::stage`]: counts the batch's rows and marks those about to change
+    /// in the index pending, after checking that their records are still what the plan
+    /// saw.
+    async fn mark_pending(&self, mut batch: Batch) -> Result<Staged, SyncError> {
         let table = batch.table;
         let read = batch.rows.len() as u64;
         self.count(table, |c| {
@@ -917,12 +950,31 @@ impl<'a> Run<'a> {
             });
         }
 
-        // 1. Mark the rows about to change in the index pending, after checking that
-        //    their records are still what the plan saw.
+        let began = Instant::now();
         let (redo, held) = self.prewrite(&mut batch).await?;
+        StageTimes::add(&self.times.prewrite, began);
         if batch.rows.iter().any(|r| r.action.touches_index()) || !batch.gone.is_empty() {
             self.fault(FaultStage::AfterPrewrite)?;
         }
+        Ok(Staged { batch, redo, held })
+    }
+
+    /// Steps 2–6 of [`Run::stage`], for a batch marked by [`Run::mark_pending`].
+    async fn write_index(
+        &self,
+        marked: Staged,
+        durability: Durability,
+    ) -> Result<Staged, SyncError> {
+        let Staged {
+            mut batch,
+            redo,
+            held,
+        } = marked;
+        if batch.is_noop() && redo.is_empty() {
+            return Ok(Staged { batch, redo, held });
+        }
+        let table = batch.table;
+        let began = Instant::now();
 
         // 2. Upsert the new chunks (durable when the call returns).
         let points: Vec<index_qdrant::ChunkPoint> = batch
@@ -976,6 +1028,7 @@ impl<'a> Run<'a> {
                 .set_entity_id(table_name, ids, entity.as_deref())
                 .await?;
         }
+        StageTimes::add(&self.times.index, began);
         if batch.rows.iter().any(|r| r.action.touches_index()) || !batch.gone.is_empty() {
             self.fault(FaultStage::AfterIndexWrites)?;
         }
@@ -1148,23 +1201,146 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Commits the staged batches in order, after a flush when they were written
-    /// unflushed; the list is empty afterwards, whatever happened.
-    async fn commit_group(
+    /// Writes and commits the encoded batches one at a time, each durable before its
+    /// commit.
+    async fn write_in_order(
         &self,
-        staged: &mut Vec<Staged>,
-        durability: Durability,
+        encoded: &mut mpsc::Receiver<Result<Batch, SyncError>>,
     ) -> Result<(), SyncError> {
-        if staged.is_empty() {
-            return Ok(());
+        loop {
+            let waiting = Instant::now();
+            let Some(item) = encoded.recv().await else {
+                break;
+            };
+            StageTimes::add(&self.times.writer_idle, waiting);
+            self.check_stop()?;
+            let staged = self.stage(item?, Durability::Now).await?;
+            let began = Instant::now();
+            self.commit(staged).await?;
+            StageTimes::add(&self.times.commit, began);
         }
-        let staged = std::mem::take(staged);
-        if durability == Durability::Later {
-            self.indexer.index.flush().await?;
-        }
-        for batch in staged {
-            self.commit(batch).await?;
-        }
+        self.check_stop()
+    }
+
+    /// A fresh build's writes, in three lanes that run concurrently, each in batch
+    /// order: marking rows pending (SQLite), writing the index unflushed, and committing
+    /// each group of batches after the flush that made it durable (SQLite again). A
+    /// batch is marked while the one before is written to the index, and a group is
+    /// committed while the next one is written: the index, the slowest lane, never
+    /// waits for SQLite.
+    ///
+    /// The order of each row's writes stays that of [`Run::apply`]: marked, then written
+    /// to the index, then flushed, then committed. Rows whose record moved between
+    /// planning and marking are redone from fresh data by the index lane; the next
+    /// batch is marked only after that redo, so that its check against the records sees
+    /// what the redo recorded (a row may come twice in one pass when its timestamps go
+    /// backwards).
+    async fn write_in_lanes(
+        &self,
+        encoded: &mut mpsc::Receiver<Result<Batch, SyncError>>,
+    ) -> Result<(), SyncError> {
+        type Marked = (Staged, Option<oneshot::Sender<()>>);
+        let (marked_tx, mut marked_rx) = mpsc::channel::<Marked>(1);
+        let (group_tx, mut group_rx) = mpsc::channel::<Vec<Staged>>(1);
+
+        let marker = async move {
+            loop {
+                let waiting = Instant::now();
+                let item = tokio::select! {
+                    item = encoded.recv() => item,
+                    // The index lane stopped; its result tells why.
+                    () = marked_tx.closed() => return Ok(()),
+                };
+                let Some(item) = item else {
+                    break;
+                };
+                StageTimes::add(&self.times.writer_idle, waiting);
+                self.check_stop()?;
+                let marked = self.mark_pending(item?).await?;
+                let (redone_tx, redone_rx) = if marked.redo.is_empty() {
+                    (None, None)
+                } else {
+                    let (tx, rx) = oneshot::channel();
+                    (Some(tx), Some(rx))
+                };
+                if marked_tx.send((marked, redone_tx)).await.is_err() {
+                    // The index lane stopped; its result tells why.
+                    return Ok(());
+                }
+                if let Some(redone) = redone_rx {
+                    // An error means the index lane stopped before the redo.
+                    let _ = redone.await;
+                }
+            }
+            self.check_stop()
+        };
+
+        let index_lane = async move {
+            let mut staged: Vec<Staged> = Vec::new();
+            let mut unflushed: u64 = 0;
+            let result = async {
+                while let Some((marked, redone)) = marked_rx.recv().await {
+                    if group_tx.is_closed() {
+                        // The commit lane stopped; its result tells why.
+                        return Ok(());
+                    }
+                    self.check_stop()?;
+                    let written = self.write_index(marked, Durability::Later).await?;
+                    drop(redone);
+                    unflushed += written.batch.chunks();
+                    staged.push(written);
+                    if unflushed >= self.indexer.config.flush_every_chunks {
+                        unflushed = 0;
+                        self.flush_index().await?;
+                        if group_tx.send(std::mem::take(&mut staged)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            // Stops the marker: nothing more is written.
+            drop(marked_rx);
+            // Batches written before a stop or a failure are still recorded, if the
+            // index takes the flush (if not, their rows stay pending: the next run
+            // redoes them).
+            let finished = if staged.is_empty() {
+                Ok(None)
+            } else {
+                self.flush_index().await.map(|()| Some(staged))
+            };
+            match finished {
+                Ok(Some(staged)) => {
+                    // A closed commit lane has its own error to report.
+                    let _ = group_tx.send(staged).await;
+                    result
+                }
+                Ok(None) => result,
+                Err(err) => result.and(Err(err)),
+            }
+        };
+
+        let committer = async move {
+            while let Some(group) = group_rx.recv().await {
+                let began = Instant::now();
+                for staged in group {
+                    self.commit(staged).await?;
+                }
+                StageTimes::add(&self.times.commit, began);
+            }
+            Ok(())
+        };
+
+        let (marked, indexed, committed) = tokio::join!(marker, index_lane, committer);
+        committed.and(indexed).and(marked)
+    }
+
+    /// Makes every unflushed index write durable.
+    async fn flush_index(&self) -> Result<(), SyncError> {
+        let began = Instant::now();
+        self.indexer.index.flush().await?;
+        StageTimes::add(&self.times.flush, began);
         Ok(())
     }
 
@@ -1296,6 +1472,7 @@ async fn encode_batch(
     encoder: &Arc<Encoder>,
     batch: &mut Batch,
     faults: &FaultHook<'_, '_>,
+    times: &StageTimes,
 ) -> Result<(), SyncError> {
     faults.fire(FaultStage::BeforeEmbed)?;
     let wanted: Vec<usize> = batch
@@ -1311,6 +1488,7 @@ async fn encode_batch(
     // Chunking and BM25 are CPU work: off the async threads.
     let docs: Vec<crm_store::Document> =
         wanted.iter().map(|&i| batch.rows[i].doc.clone()).collect();
+    let began = Instant::now();
     let prepared: Vec<Vec<PreparedChunk>> = {
         let encoder = encoder.clone();
         tokio::task::spawn_blocking(move || docs.iter().map(|d| encoder.prepare(d)).collect())
@@ -1321,9 +1499,12 @@ async fn encode_batch(
         .iter()
         .flat_map(|chunks| chunks.iter().map(|c| c.text.clone()))
         .collect();
+    StageTimes::add(&times.prepare, began);
     let what = batch.describe();
+    let began = Instant::now();
     // `dense` returns exactly one vector per text, in order.
     let mut dense = encoder.dense(texts, &what).await?.into_iter();
+    StageTimes::add(&times.dense, began);
     for (&i, chunks) in wanted.iter().zip(prepared) {
         let row = &mut batch.rows[i];
         row.action = plan::after_chunking(chunks.len(), row.observed.as_ref());

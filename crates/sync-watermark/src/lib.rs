@@ -89,7 +89,7 @@ pub use indexer::Indexer;
 pub use lease::lease_name;
 pub use report::{
     FailureKind, NoProgress, ProgressEvent, ProgressSink, RunKind, RunOutcome, RunReport,
-    TableCounts,
+    StageSeconds, TableCounts,
 };
 pub use verify::{Difference, DifferenceKind, MAX_LISTED_DIFFERENCES, VerifyReport};
 

@@ -176,10 +176,37 @@ pub struct RunReport {
     pub points_in_index: Option<u64>,
     /// Milliseconds the index optimizer took after the run (`None` when it did not run).
     pub optimize_ms: Option<u64>,
+    /// Busy time of each pipeline stage over the run's keyset passes.
+    pub stage_seconds: StageSeconds,
     /// What stopped the run, for partial failures and failures.
     pub error: Option<String>,
     /// The kind of failure, when the run stopped early.
     pub failure: Option<FailureKind>,
+}
+
+/// Seconds each stage of the keyset passes' pipeline spent, summed over the passes.
+///
+/// The reader, the encoder and the writer run concurrently: the stage that was busy for
+/// about the whole pass is the one that set the pace, and the others waited for it
+/// (`writer_idle` is the writer waiting for the encoder).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StageSeconds {
+    /// Keyset pages read from the CRM and planned.
+    pub read: f64,
+    /// Chunking and BM25 encoding.
+    pub prepare: f64,
+    /// Waiting for dense vectors.
+    pub dense: f64,
+    /// The writer waiting for the next encoded batch.
+    pub writer_idle: f64,
+    /// Rows marked pending before their index writes.
+    pub prewrite: f64,
+    /// Upserts, deletes and payload updates of the index.
+    pub index: f64,
+    /// Flushes of the index before a group of commits.
+    pub flush: f64,
+    /// Records and watermarks committed.
+    pub commit: f64,
 }
 
 /// Where a run is; the binaries turn these into progress bars.

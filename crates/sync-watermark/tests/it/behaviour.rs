@@ -546,3 +546,60 @@ async fn a_batch_that_records_a_new_row_does_not_keep_the_mark() {
     assert_eq!(report.totals.rows_hard_deleted, 1, "{report:?}");
     assert_converged(&h, &indexer, "after the brief visitor").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_build_stopped_in_any_lane_reports_that_lane_and_the_next_run_converges() {
+    use sync_watermark::{FaultAction, FaultPoint, FaultStage};
+
+    // A fresh build marks rows pending, writes the index and commits in three lanes
+    // that run at once (several groups here: a flush every 8 chunks). Whichever lane
+    // fails, the run reports that failure, never records a batch the index did not
+    // take durably, and the next run converges.
+    for stage in [
+        FaultStage::AfterPrewrite,
+        FaultStage::AfterUpsert,
+        FaultStage::AfterCommit,
+    ] {
+        let h = Harness::new().await;
+        seed(&h, base_time());
+        let dir = h.index_dir("main");
+        let mut config = sync_config();
+        config.fault = Some(FaultPoint {
+            stage,
+            batch: 4,
+            action: FaultAction::Error,
+        });
+        let faulty = h.indexer(&dir, "crm_chunks", config).await;
+        let report = faulty.backfill(false, &no_stop()).await.expect("run");
+        let error = report.error.clone().unwrap_or_default();
+        assert!(
+            error.contains(&format!("{stage}:4")),
+            "{stage}: the run reported {error:?} instead of the fault"
+        );
+        assert!(
+            report.batches_committed < 4 || stage == FaultStage::AfterCommit,
+            "{stage}: {report:?}"
+        );
+        // The batches before the fault were read, encoded and written: each stage of
+        // the pipeline has time to show.
+        let stages = report.stage_seconds;
+        assert!(
+            stages.read > 0.0
+                && stages.prepare > 0.0
+                && stages.prewrite > 0.0
+                && stages.index > 0.0,
+            "{stage}: {stages:?}"
+        );
+        if stage == FaultStage::AfterCommit {
+            // The commit lane stopped after the fourth commit: nothing later is
+            // recorded, whatever the index lane had written meanwhile.
+            assert_eq!(report.batches_committed, 4, "{report:?}");
+            assert_eq!(report.outcome, RunOutcome::PartialFailure, "{report:?}");
+        }
+        drop(faulty);
+        let indexer = h.indexer(&dir, "crm_chunks", sync_config()).await;
+        let report = indexer.sync(&no_stop()).await.expect("sync");
+        assert!(report.error.is_none(), "{stage}: {report:?}");
+        assert_converged(&h, &indexer, &format!("after a build stopped at {stage}")).await;
+    }
+}

@@ -446,6 +446,7 @@ fn config(w: &mut World, fault: Option<FaultPoint>) -> SyncConfig {
     let mut config = sync_config();
     config.batch_size = w.rng.random_range(1..8);
     config.pipeline_depth = w.rng.random_range(1..4);
+    config.flush_every_chunks = w.rng.random_range(1..40);
     config.fault = fault;
     config
 }

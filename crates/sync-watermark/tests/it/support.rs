@@ -149,6 +149,8 @@ pub(crate) fn sync_config() -> SyncConfig {
     let mut config = SyncConfig::new(LeaseConfig::new("test", HOST));
     config.batch_size = 5;
     config.overlap = Duration::from_secs(2);
+    // A fresh build of the test CRMs commits in several groups.
+    config.flush_every_chunks = 8;
     config
 }
 
