@@ -58,7 +58,25 @@ const ID_BATCH: usize = 4096;
 /// after unflushed upserts run beside the writes (see [`State::seal_if_due`]), so their
 /// cost leaves the writer's path and a small segment is cheap: at 100k chunks, 4,096
 /// points per seal ingested 4,100 chunks/s, 8,192 3,400, 16,384 3,100.
+///
+/// This is the least; a large collection seals larger segments (see [`seal_points`]).
 const SEAL_POINTS: usize = 4_096;
+
+/// Collection size up to which segments are sealed at [`SEAL_POINTS`].
+const SEAL_GROWTH_FROM: usize = 150_000;
+
+/// Points upserted between two seals when the collection holds `points` points.
+///
+/// Every upsert looks its ids up in every segment, so the lookups cost a point about
+/// `n / s` binary searches for `n` points in segments of `s`, while the appendable
+/// segment's posting lists cost it about `s`: the sum is least at `s ∝ √n`. Profiled at
+/// 500k chunks with 4,096 points per seal, the lookups took 22% of a build's CPU and
+/// the posting lists 6.5%, which puts the best size at 4,096 · √(n / 150k): 4,096 up to
+/// 150k points, 10,600 at 1M.
+fn seal_points(points: usize) -> usize {
+    let scale = (points as f64 / SEAL_GROWTH_FROM as f64).sqrt();
+    ((SEAL_POINTS as f64 * scale) as usize).max(SEAL_POINTS)
+}
 
 /// Marks a collection in bulk mode and keeps its real HNSW and optimizer settings.
 ///
@@ -301,6 +319,8 @@ struct State {
     writes: Mutex<()>,
     /// Points upserted since the last optimizer pass (see [`SEAL_POINTS`]).
     unsealed: AtomicUsize,
+    /// Points after which the appendable segment is sealed next (see [`seal_points`]).
+    seal_at: AtomicUsize,
     /// A seal running beside unflushed upserts (see [`State::seal_if_due`]).
     seal: Mutex<Option<std::thread::JoinHandle<Result<(), String>>>>,
     /// Held for the life of the handle; declared last so the shard is flushed and
@@ -400,6 +420,7 @@ impl Embedded {
                 dense_dim: AtomicUsize::new(0),
                 writes: Mutex::new(()),
                 unsealed: AtomicUsize::new(0),
+                seal_at: AtomicUsize::new(SEAL_POINTS),
                 seal: Mutex::new(None),
                 _lock: lock,
             }),
@@ -901,7 +922,7 @@ impl State {
         durability: Durability,
     ) -> Result<(), IndexError> {
         let pending = self.unsealed.fetch_add(upserted, Ordering::AcqRel) + upserted;
-        if pending < SEAL_POINTS {
+        if pending < self.seal_at.load(Ordering::Acquire) {
             return Ok(());
         }
         if durability == Durability::Later {
@@ -914,6 +935,7 @@ impl State {
             }
             enter_bulk(&loaded.shard, pending)
                 .map_err(|detail| self.engine_text("seal", &detail))?;
+            self.next_seal_at(loaded);
             self.unsealed.store(0, Ordering::Release);
             let shard = Arc::clone(&loaded.shard);
             let handle = std::thread::Builder::new()
@@ -924,9 +946,17 @@ impl State {
             return Ok(());
         }
         enter_bulk(&loaded.shard, pending).map_err(|detail| self.engine_text("seal", &detail))?;
+        self.next_seal_at(loaded);
         seal(&loaded.shard, pending).map_err(|detail| self.engine_text("seal", &detail))?;
         self.unsealed.store(0, Ordering::Release);
         Ok(())
+    }
+
+    /// Sizes the next seal from the collection's size now (the segments are counted
+    /// once per seal, not once per write).
+    fn next_seal_at(&self, loaded: &Loaded) {
+        let points = loaded.shard.info().points_count;
+        self.seal_at.store(seal_points(points), Ordering::Release);
     }
 
     /// Waits for a background seal, if one runs; its failure becomes this call's.
@@ -1167,6 +1197,7 @@ impl State {
         self.dense_dim.store(0, Ordering::Release);
         // A new collection starts with an empty appendable segment.
         self.unsealed.store(0, Ordering::Release);
+        self.seal_at.store(SEAL_POINTS, Ordering::Release);
         // Dropping the shard flushes it; it must happen before its files go.
         drop(previous);
         if !self.path.exists() {
@@ -1733,6 +1764,17 @@ mod tests {
             extra: Default::default(),
         };
         ChunkPoint::new(dense, sparse, payload)
+    }
+
+    #[test]
+    fn seals_grow_with_the_square_root_of_the_collection() {
+        assert_eq!(seal_points(0), SEAL_POINTS);
+        assert_eq!(seal_points(SEAL_GROWTH_FROM), SEAL_POINTS);
+        // Four times the points, twice the seal.
+        assert_eq!(seal_points(4 * SEAL_GROWTH_FROM), 2 * SEAL_POINTS);
+        let at_1m = seal_points(1_000_000);
+        assert!((10_500..10_700).contains(&at_1m), "{at_1m}");
+        assert!(seal_points(usize::MAX) > at_1m);
     }
 
     #[test]

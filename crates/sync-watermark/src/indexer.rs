@@ -391,6 +391,23 @@ struct Staged {
     held: Option<HeldMark>,
 }
 
+/// What committing one batch writes (see [`Run::commit`]).
+struct CommitWork {
+    table: SourceTable,
+    rows: u64,
+    chunks: u64,
+    records: Vec<IndexedRow>,
+    gone: Vec<i64>,
+    state: Option<SyncState>,
+    held: Option<HeldMark>,
+}
+
+impl CommitWork {
+    fn changed(&self) -> bool {
+        !self.records.is_empty() || !self.gone.is_empty()
+    }
+}
+
 /// Whether a batch's index writes are flushed as they are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durability {
@@ -917,7 +934,7 @@ impl<'a> Run<'a> {
     /// re-render dependents; then record the rows and advance the watermark together.
     async fn apply(&self, batch: Batch) -> Result<(), SyncError> {
         let staged = self.stage(batch, Durability::Now).await?;
-        self.commit(staged).await
+        self.commit(vec![staged]).await
     }
 
     /// Everything of [`Run::apply`] but the commit. With [`Durability::Later`] the
@@ -1216,7 +1233,7 @@ impl<'a> Run<'a> {
             self.check_stop()?;
             let staged = self.stage(item?, Durability::Now).await?;
             let began = Instant::now();
-            self.commit(staged).await?;
+            self.commit(vec![staged]).await?;
             StageTimes::add(&self.times.commit, began);
         }
         self.check_stop()
@@ -1324,9 +1341,7 @@ impl<'a> Run<'a> {
         let committer = async move {
             while let Some(group) = group_rx.recv().await {
                 let began = Instant::now();
-                for staged in group {
-                    self.commit(staged).await?;
-                }
+                self.commit(group).await?;
                 StageTimes::add(&self.times.commit, began);
             }
             Ok(())
@@ -1344,19 +1359,80 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Records the batch's rows and, for a keyset batch, advances the watermark, in one
-    /// transaction; puts back the table's reconciliation mark `held` by the batch's
-    /// first write when nothing else wrote the table's records since.
-    async fn commit(&self, staged: Staged) -> Result<(), SyncError> {
+    /// Records the batches' rows and, for keyset batches, advances the watermark, in one
+    /// transaction, in batch order; puts back a table's reconciliation mark `held` by a
+    /// batch's first write when nothing else wrote the table's records since.
+    ///
+    /// One transaction for a group of batches: each batch's records are about a
+    /// thousand rows spread over the records table's whole key range (keyset order is
+    /// not id order), so every transaction rewrites about as many pages as it has rows,
+    /// and a group's batches share many of them.
+    async fn commit(&self, group: Vec<Staged>) -> Result<(), SyncError> {
+        let work: Vec<CommitWork> = group
+            .into_iter()
+            .filter_map(|staged| self.commit_work(staged))
+            .collect();
+        if work.is_empty() {
+            return Ok(());
+        }
+        self.check_stop_lease()?;
+        let collection = self.collection.clone();
+        let work = self
+            .indexer
+            .blocking_write(move |tx| {
+                for w in &work {
+                    // The mark goes back only if the batch's sentinel is still in its place.
+                    let restore = match &w.held {
+                        Some(h) => (sync_queries::reconciled_digest(tx, &collection, w.table)?
+                            == Some(h.sentinel.clone()))
+                        .then_some(&h.digest),
+                        None => None,
+                    };
+                    for record in &w.records {
+                        phase0::upsert_indexed_row(tx, record)?;
+                    }
+                    for id in &w.gone {
+                        phase0::delete_indexed_row(tx, &collection, w.table, *id)?;
+                    }
+                    if let Some(state) = &w.state {
+                        phase0::set_sync_state(tx, state)?;
+                    }
+                    if let Some(digest) = restore {
+                        sync_queries::set_reconciled_digest(tx, &collection, w.table, digest)?;
+                    }
+                }
+                Ok(work)
+            })
+            .await?;
+        for w in &work {
+            if w.changed() {
+                self.committed_changes.store(true, Ordering::SeqCst);
+            }
+            self.batches_committed.fetch_add(1, Ordering::SeqCst);
+            self.indexer
+                .progress()
+                .event(ProgressEvent::BatchCommitted {
+                    table: w.table,
+                    rows: w.rows,
+                    chunks: w.chunks,
+                });
+        }
+        for _ in &work {
+            self.fault(FaultStage::AfterCommit)?;
+        }
+        Ok(())
+    }
+
+    /// What committing one batch writes, or `None` when it would write nothing.
+    fn commit_work(&self, staged: Staged) -> Option<CommitWork> {
         let Staged { batch, redo, held } = staged;
         let table = batch.table;
-        let collection = self.collection.clone();
         let now = Timestamp::now();
         let records: Vec<IndexedRow> = batch
             .rows
             .iter()
             .filter(|r| r.action != Action::Skip && !redo.contains(&r.source_id()))
-            .map(|r| batch::final_record(&collection, r, now))
+            .map(|r| batch::final_record(&self.collection, r, now))
             .collect();
         let gone: Vec<i64> = batch.gone.iter().map(|g| g.source_id).collect();
         let changed = !records.is_empty() || !gone.is_empty();
@@ -1396,47 +1472,17 @@ impl<'a> Run<'a> {
             _ => None,
         };
         if !changed && state.is_none() && held.is_none() {
-            return Ok(());
+            return None;
         }
-        let rows = batch.rows.len() as u64;
-        let chunks = batch.chunks();
-        self.check_stop_lease()?;
-        self.indexer
-            .blocking_write(move |tx| {
-                // The mark goes back only if the batch's sentinel is still in its place.
-                let restore = match &held {
-                    Some(h) => (sync_queries::reconciled_digest(tx, &collection, table)?
-                        == Some(h.sentinel.clone()))
-                    .then_some(&h.digest),
-                    None => None,
-                };
-                for record in &records {
-                    phase0::upsert_indexed_row(tx, record)?;
-                }
-                for id in &gone {
-                    phase0::delete_indexed_row(tx, &collection, table, *id)?;
-                }
-                if let Some(state) = &state {
-                    phase0::set_sync_state(tx, state)?;
-                }
-                if let Some(digest) = restore {
-                    sync_queries::set_reconciled_digest(tx, &collection, table, digest)?;
-                }
-                Ok(())
-            })
-            .await?;
-        if changed {
-            self.committed_changes.store(true, Ordering::SeqCst);
-        }
-        self.batches_committed.fetch_add(1, Ordering::SeqCst);
-        self.indexer
-            .progress()
-            .event(ProgressEvent::BatchCommitted {
-                table,
-                rows,
-                chunks,
-            });
-        self.fault(FaultStage::AfterCommit)
+        Some(CommitWork {
+            table,
+            rows: batch.rows.len() as u64,
+            chunks: batch.chunks(),
+            records,
+            gone,
+            state,
+            held,
+        })
     }
 
     /// Refuses to commit once the lease is lost: another run may be writing.

@@ -213,3 +213,37 @@ fn a_failing_migration_rolls_back_and_names_itself() {
         .unwrap();
     assert_eq!(recorded, 0);
 }
+
+#[test]
+fn an_upgrade_drops_the_unused_entity_index_of_the_records() {
+    // A database migrated by an older build (up to version 4) has the index on
+    // `ingest_indexed_rows(entity_id)`; version 5 drops it, and nothing else changes.
+    let (t, store) = TempCrm::created();
+    drop(store);
+    let index_count = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_schema \
+             WHERE type = 'index' AND name = 'substrate_ingest_indexed_rows_entity'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let latest = schema_snapshot(&t.raw());
+    {
+        let c = t.raw();
+        assert_eq!(index_count(&c), 0, "a new database has no entity index");
+        c.execute_batch(
+            "CREATE INDEX substrate_ingest_indexed_rows_entity \
+                 ON ingest_indexed_rows(entity_id); \
+             DELETE FROM substrate_schema_migrations WHERE version = 5;",
+        )
+        .unwrap();
+    }
+    let store = Store::open(t.config()).unwrap();
+    assert_eq!(store.applied_migrations(), &[5]);
+    drop(store);
+    let c = t.raw();
+    assert_eq!(index_count(&c), 0);
+    assert_eq!(schema_snapshot(&c), latest);
+}

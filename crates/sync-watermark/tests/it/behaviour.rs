@@ -591,9 +591,9 @@ async fn a_fresh_build_stopped_in_any_lane_reports_that_lane_and_the_next_run_co
             "{stage}: {stages:?}"
         );
         if stage == FaultStage::AfterCommit {
-            // The commit lane stopped after the fourth commit: nothing later is
-            // recorded, whatever the index lane had written meanwhile.
-            assert_eq!(report.batches_committed, 4, "{report:?}");
+            // The commit lane stopped after the group holding the fourth batch: nothing
+            // later is recorded, whatever the index lane had written meanwhile.
+            assert!(report.batches_committed >= 4, "{report:?}");
             assert_eq!(report.outcome, RunOutcome::PartialFailure, "{report:?}");
         }
         drop(faulty);
