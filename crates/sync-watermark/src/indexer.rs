@@ -1231,10 +1231,7 @@ impl<'a> Run<'a> {
             };
             StageTimes::add(&self.times.writer_idle, waiting);
             self.check_stop()?;
-            let staged = self.stage(item?, Durability::Now).await?;
-            let began = Instant::now();
-            self.commit(vec![staged]).await?;
-            StageTimes::add(&self.times.commit, began);
+            self.apply(item?).await?;
         }
         self.check_stop()
     }
@@ -1340,9 +1337,7 @@ impl<'a> Run<'a> {
 
         let committer = async move {
             while let Some(group) = group_rx.recv().await {
-                let began = Instant::now();
                 self.commit(group).await?;
-                StageTimes::add(&self.times.commit, began);
             }
             Ok(())
         };
@@ -1376,6 +1371,7 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         self.check_stop_lease()?;
+        let began = Instant::now();
         let collection = self.collection.clone();
         let work = self
             .indexer
@@ -1404,6 +1400,7 @@ impl<'a> Run<'a> {
                 Ok(work)
             })
             .await?;
+        StageTimes::add(&self.times.commit, began);
         for w in &work {
             if w.changed() {
                 self.committed_changes.store(true, Ordering::SeqCst);
