@@ -204,7 +204,7 @@ impl ProgressSink for Bars {
     }
 }
 
-/// The `--json` summary of a run: the report, and the process's peak memory.
+/// The `--json` summary of a run: the report, and the process's peak memory and CPU time.
 #[derive(Debug, Serialize)]
 pub struct RunSummary<'a> {
     /// The run.
@@ -215,6 +215,9 @@ pub struct RunSummary<'a> {
     pub peak_rss_bytes: Option<u64>,
     /// Peak anonymous resident memory (heap, stacks; sampled every 100 ms), in bytes.
     pub peak_anon_bytes: Option<u64>,
+    /// CPU time of this process, user and system, all threads, in seconds: over the
+    /// run's `duration_ms`, the cores it kept busy.
+    pub cpu_seconds: Option<f64>,
 }
 
 /// The `--json` summary of a failure that happened before a run could start.
@@ -236,6 +239,7 @@ pub fn render_report(
     r: &RunReport,
     peak_rss: Option<u64>,
     peak_anon: Option<u64>,
+    cpu_seconds: Option<f64>,
 ) -> String {
     let mut out = String::new();
     let outcome = match r.outcome {
@@ -301,6 +305,9 @@ pub fn render_report(
             );
         }
     }
+    if let Some(cpu) = cpu_seconds {
+        let _ = write!(out, "; {cpu:.1} CPU s");
+    }
     let _ = writeln!(out);
     if let Some(id) = r.run_id {
         let _ = writeln!(out, "run logged as ingest_runs.id = {id}");
@@ -360,11 +367,13 @@ pub fn render_verify(r: &VerifyReport) -> String {
 pub fn print_run(title: &str, report: &RunReport, json: bool) -> anyhow::Result<()> {
     let peak_rss_bytes = crate::resources::peak_rss_bytes();
     let peak_anon_bytes = crate::resources::peak_anon_bytes();
+    let cpu_seconds = crate::resources::cpu_seconds();
     if json {
         crate::cli::print_json_line(&RunSummary {
             report,
             peak_rss_bytes,
             peak_anon_bytes,
+            cpu_seconds,
         })
     } else {
         crate::cli::print_text(&render_report(
@@ -372,6 +381,7 @@ pub fn print_run(title: &str, report: &RunReport, json: bool) -> anyhow::Result<
             report,
             peak_rss_bytes,
             peak_anon_bytes,
+            cpu_seconds,
         ))
     }
 }

@@ -9,7 +9,7 @@
 //! - [`embedding`]: the embedder the settings select (Spark Control or the local model);
 //! - [`indexing`]: the index and indexer the settings describe, for crm-backfill and crm-sync;
 //! - [`resolving`]: the resolver's settings, progress and summary, for crm-resolve and crm-demo;
-//! - [`resources`]: peak memory, for summaries and benchmarks;
+//! - [`resources`]: peak memory and CPU time, for summaries and benchmarks;
 //! - [`bench`]: the `crm-bench` suites.
 
 pub mod bench;

@@ -1,4 +1,5 @@
-//! What the process used: peak resident memory, read from `/proc/self/status`.
+//! What the process used: peak resident memory, read from `/proc/self/status`, and CPU
+//! time, read from `/proc/self/stat`.
 //!
 //! `VmHWM` counts every resident page, including pages of memory-mapped files (the
 //! embedded index maps its segments and write-ahead log), which the kernel can drop and
@@ -83,6 +84,30 @@ pub fn current_rss_bytes() -> Option<u64> {
     proc_status_kib("VmRSS:").map(|kib| kib * 1024)
 }
 
+/// Clock ticks per second of the CPU times in `/proc/*/stat` (`USER_HZ`): Linux reports
+/// them in 1/100 s on x86 and ARM whatever the kernel's own tick rate.
+const USER_HZ: f64 = 100.0;
+
+/// CPU time this process has used so far, user and system, of all its threads (ended
+/// ones too), in seconds; `None` where the platform does not report it. Divided by the
+/// wall time of a run, it says how many cores the run kept busy.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_stat_cpu_ticks(&stat).map(|ticks| ticks as f64 / USER_HZ)
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/*/stat` line. The command name (field
+/// 2) is in parentheses and may itself hold spaces and parentheses, so the fields are
+/// counted from the last `)`.
+fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // The first field after the name is field 3, the state.
+    let mut fields = after_name.split_whitespace().skip(14 - 3);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     parse_status_kib(&status, field)
@@ -113,6 +138,44 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert!(peak_rss_bytes().is_some_and(|b| b > 0));
         }
+    }
+
+    #[test]
+    fn parses_cpu_ticks_after_a_hostile_command_name() {
+        let fields_3_to_17 = "S 1 2 3 4 5 6 7 8 9 10 1234 56 0 0";
+        assert_eq!(
+            parse_stat_cpu_ticks(&format!("42 (crm-backfill) {fields_3_to_17} 20 0")),
+            Some(1290)
+        );
+        // A name with spaces and a closing parenthesis of its own.
+        assert_eq!(
+            parse_stat_cpu_ticks(&format!("42 (a) b ) c) {fields_3_to_17}")),
+            Some(1290)
+        );
+        assert_eq!(parse_stat_cpu_ticks("42 (x) S 1 2"), None);
+        assert_eq!(parse_stat_cpu_ticks("no name at all"), None);
+        assert_eq!(
+            parse_stat_cpu_ticks("42 (x) S 1 2 3 4 5 6 7 8 9 10 many 56"),
+            None
+        );
+    }
+
+    #[test]
+    fn cpu_time_grows_with_work_on_linux() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let before = cpu_seconds().expect("/proc/self/stat is readable on Linux");
+        // Spin until the kernel has charged this process at least two more ticks.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut x = 0u64;
+        while cpu_seconds().is_some_and(|now| now < before + 0.02) {
+            assert!(std::time::Instant::now() < deadline, "no CPU time charged");
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+        assert!(cpu_seconds().unwrap() >= before + 0.02, "{x}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ fn exit_codes_and_summaries_say_what_happened() {
     assert_eq!(s["outcome"], "done");
     assert!(s["totals"]["rows_indexed"].as_u64().unwrap() > 60);
     assert!(s["peak_rss_bytes"].as_u64().unwrap() > 0);
+    assert!(s["cpu_seconds"].as_f64().is_some(), "{s}");
     assert!(s["run_id"].as_i64().is_some());
 
     let out = env.run(SYNC, &["--json"], None);

@@ -442,6 +442,16 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
         report.row(["build", "peak RSS", &mb(rss), "<= 1000 MB"]);
         let anon = run.u64("peak_anon_bytes");
         report.row(["build", "peak RSS not file-backed", &mb(anon), ""]);
+        // Cores kept busy: CPU seconds over the run's own duration (the process's
+        // start-up and summary are outside it, and take no CPU to speak of).
+        let cpu = run.summary["cpu_seconds"].as_f64().unwrap_or(0.0);
+        report.row([
+            "build",
+            "CPU s (cores busy)",
+            &format!("{cpu:.1} ({:.2})", cpu / duration.as_secs_f64().max(1e-3)),
+            "",
+        ]);
+        report.figure("build_cpu_seconds", cpu);
         let stages = &run.summary["stage_seconds"];
         if let Some(stages) = stages.as_object() {
             let busy: Vec<String> = stages

@@ -194,7 +194,7 @@ async fn sync_loop(indexer: Indexer, interval: Duration, stop: CancellationToken
                 outcome = ?report.outcome,
                 duration_ms = report.duration_ms,
                 rows_indexed = report.totals.rows_indexed,
-                summary = %render_report("sync", report, None, None),
+                summary = %render_report("sync", report, None, None, None),
                 "sync finished"
             );
             Ok(())

@@ -121,7 +121,7 @@ pub(crate) fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         cli::print_text(&format!(
             "3. index\n\n{}\n",
-            indexing::render_report("crm-backfill", &index, None, None)
+            indexing::render_report("crm-backfill", &index, None, None, None)
         ))?;
     }
     if matches!(
