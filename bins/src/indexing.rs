@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::resources::ProcessUse;
 use anyhow::Context as _;
 use crm_store::{SourceTable, Store, StoreConfig};
 use index_qdrant::{ApiKey, Index, IndexConfig};
@@ -210,14 +211,9 @@ pub struct RunSummary<'a> {
     /// The run.
     #[serde(flatten)]
     pub report: &'a RunReport,
-    /// Peak resident memory of this process, in bytes (`VmHWM`: includes pages of the
-    /// index's memory-mapped files).
-    pub peak_rss_bytes: Option<u64>,
-    /// Peak anonymous resident memory (heap, stacks; sampled every 100 ms), in bytes.
-    pub peak_anon_bytes: Option<u64>,
-    /// CPU time of this process, user and system, all threads, in seconds: over the
-    /// run's `duration_ms`, the cores it kept busy.
-    pub cpu_seconds: Option<f64>,
+    /// What the process used.
+    #[serde(flatten)]
+    pub used: ProcessUse,
 }
 
 /// The `--json` summary of a failure that happened before a run could start.
@@ -234,13 +230,7 @@ pub struct FailureSummary<'a> {
 use crate::resolving::thousands as n;
 
 /// The human summary of a run.
-pub fn render_report(
-    title: &str,
-    r: &RunReport,
-    peak_rss: Option<u64>,
-    peak_anon: Option<u64>,
-    cpu_seconds: Option<f64>,
-) -> String {
+pub fn render_report(title: &str, r: &RunReport, used: ProcessUse) -> String {
     let mut out = String::new();
     let outcome = match r.outcome {
         RunOutcome::Done => "done",
@@ -295,9 +285,9 @@ pub fn render_report(
     if let Some(points) = r.points_in_index {
         let _ = write!(out, "; {} points in the index", n(points));
     }
-    if let Some(rss) = peak_rss {
+    if let Some(rss) = used.peak_rss_bytes {
         let _ = write!(out, "; peak memory {:.0} MB", rss as f64 / 1e6);
-        if let Some(anon) = peak_anon {
+        if let Some(anon) = used.peak_anon_bytes {
             let _ = write!(
                 out,
                 " ({:.0} MB of it not file-backed)",
@@ -305,7 +295,7 @@ pub fn render_report(
             );
         }
     }
-    if let Some(cpu) = cpu_seconds {
+    if let Some(cpu) = used.cpu_seconds {
         let _ = write!(out, "; {cpu:.1} CPU s");
     }
     let _ = writeln!(out);
@@ -365,24 +355,11 @@ pub fn render_verify(r: &VerifyReport) -> String {
 
 /// Prints a run's summary: one JSON line with `--json`, else the table.
 pub fn print_run(title: &str, report: &RunReport, json: bool) -> anyhow::Result<()> {
-    let peak_rss_bytes = crate::resources::peak_rss_bytes();
-    let peak_anon_bytes = crate::resources::peak_anon_bytes();
-    let cpu_seconds = crate::resources::cpu_seconds();
+    let used = ProcessUse::now();
     if json {
-        crate::cli::print_json_line(&RunSummary {
-            report,
-            peak_rss_bytes,
-            peak_anon_bytes,
-            cpu_seconds,
-        })
+        crate::cli::print_json_line(&RunSummary { report, used })
     } else {
-        crate::cli::print_text(&render_report(
-            title,
-            report,
-            peak_rss_bytes,
-            peak_anon_bytes,
-            cpu_seconds,
-        ))
+        crate::cli::print_text(&render_report(title, report, used))
     }
 }
 

@@ -84,6 +84,30 @@ pub fn current_rss_bytes() -> Option<u64> {
     proc_status_kib("VmRSS:").map(|kib| kib * 1024)
 }
 
+/// What this process has used so far: the figures a run summary reports.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct ProcessUse {
+    /// Peak resident memory, in bytes (`VmHWM`: includes pages of the index's
+    /// memory-mapped files).
+    pub peak_rss_bytes: Option<u64>,
+    /// Peak anonymous resident memory (heap, stacks; sampled every 100 ms), in bytes.
+    pub peak_anon_bytes: Option<u64>,
+    /// CPU time, user and system, all threads, in seconds: over a run's duration, the
+    /// cores it kept busy.
+    pub cpu_seconds: Option<f64>,
+}
+
+impl ProcessUse {
+    /// Reads the figures now.
+    pub fn now() -> Self {
+        Self {
+            peak_rss_bytes: peak_rss_bytes(),
+            peak_anon_bytes: peak_anon_bytes(),
+            cpu_seconds: cpu_seconds(),
+        }
+    }
+}
+
 /// Clock ticks per second of the CPU times in `/proc/*/stat` (`USER_HZ`): Linux reports
 /// them in 1/100 s on x86 and ARM whatever the kernel's own tick rate.
 const USER_HZ: f64 = 100.0;

@@ -13,6 +13,7 @@ use crm_store::{Store, StoreConfig};
 use crm_substrate::cli::{self, CommonArgs, Context};
 use crm_substrate::embedding::{dense_from_settings, embedder_over};
 use crm_substrate::indexing::{index_config, prepare, render_report, watch};
+use crm_substrate::resources::ProcessUse;
 use index_qdrant::Index;
 use mcp_tools::http::{CancellationToken, HttpConfig};
 use mcp_tools::search::DenseModel;
@@ -194,7 +195,7 @@ async fn sync_loop(indexer: Indexer, interval: Duration, stop: CancellationToken
                 outcome = ?report.outcome,
                 duration_ms = report.duration_ms,
                 rows_indexed = report.totals.rows_indexed,
-                summary = %render_report("sync", report, None, None, None),
+                summary = %render_report("sync", report, ProcessUse::default()),
                 "sync finished"
             );
             Ok(())

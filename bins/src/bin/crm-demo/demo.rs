@@ -12,6 +12,7 @@ use crm_substrate::cli::{self, Context};
 use crm_substrate::embedding::{dense_from_settings, embedder_from_settings};
 use crm_substrate::indexing::{self, Bars, open_indexer, open_store, prepare, stop_on_signals};
 use crm_substrate::resolving::{ResolveBars, resolve_config, run_options, thousands};
+use crm_substrate::resources::ProcessUse;
 use entity_resolve::quality::{QualityReport, score_against_truth};
 use entity_resolve::{EntityKind, Progress as _, ResolveSummary, resolve};
 use mcp_tools::{CrmTools, SearchBackend, SearchConfig, ToolsConfig};
@@ -121,7 +122,7 @@ pub(crate) fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         cli::print_text(&format!(
             "3. index\n\n{}\n",
-            indexing::render_report("crm-backfill", &index, None, None, None)
+            indexing::render_report("crm-backfill", &index, ProcessUse::default())
         ))?;
     }
     if matches!(
