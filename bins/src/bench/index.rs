@@ -92,6 +92,11 @@ pub struct IndexArgs {
         default_value = "build,sync,serve,query,local"
     )]
     pub parts: Vec<Part>,
+    /// Shards of the embedded collection (`qdrant.embedded_shards`; the settings' default,
+    /// 1, when not given). A build with more than one goes to its own index directory,
+    /// `index-{rows}-{shards}shards`, so builds of both layouts can be kept side by side.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub shards: Option<u32>,
     /// Directory holding `crm-backfill` and `crm-sync` (default: beside `crm-bench`).
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
@@ -194,12 +199,16 @@ fn write_settings(
     spark_url: Option<&str>,
     model_dir: Option<&Path>,
     batch_size: Option<u32>,
+    shards: Option<u32>,
 ) -> anyhow::Result<PathBuf> {
     let mut settings = serde_json::json!({
         "db_path": db,
         "qdrant": { "embedded_dir": index_dir },
         "log": { "format": "json", "filter": "warn" },
     });
+    if let Some(shards) = shards {
+        settings["qdrant"]["embedded_shards"] = serde_json::json!(shards);
+    }
     if let Some(rows) = batch_size {
         settings["sync"] = serde_json::json!({ "batch_size": rows });
     }
@@ -395,7 +404,14 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
     let server = InstantEmbeddingServer::start_background(InstantServerConfig::new(args.dim))
         .context("starting the instant embeddings server")?;
     let db = crm(ctx, args.rows, "crm")?;
-    let index_dir = ctx.work_dir.join(format!("index-{}", args.rows));
+    let index_dir = match args.shards {
+        Some(shards) if shards > 1 => {
+            report.figure("shards", u64::from(shards));
+            ctx.work_dir
+                .join(format!("index-{}-{shards}shards", args.rows))
+        }
+        _ => ctx.work_dir.join(format!("index-{}", args.rows)),
+    };
     let settings = write_settings(
         &ctx.work_dir,
         &db,
@@ -403,6 +419,7 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
         Some(server.url()),
         None,
         args.batch_size,
+        args.shards,
     )?;
 
     if args.parts.contains(&Part::Build) {
@@ -618,6 +635,7 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
                 None,
                 Some(&model),
                 args.batch_size,
+                args.shards,
             )?;
             let run = run_child(&backfill, &settings, &["--recreate"])?;
             let chunks = run.total("chunks_upserted");

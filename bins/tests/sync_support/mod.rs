@@ -48,6 +48,11 @@ impl Env {
     /// A synthetic CRM of about `people * 1.32` rows (messy rows and a 1 MB note
     /// included), batches of `batch_size` rows.
     pub(crate) fn new(people: u64, batch_size: u32) -> Self {
+        Self::with_shards(people, batch_size, 1)
+    }
+
+    /// [`Env::new`], with an embedded collection of `shards` shards.
+    pub(crate) fn with_shards(people: u64, batch_size: u32, shards: u32) -> Self {
         let dir = scratch_dir();
         let db = dir.path().join("crm.db");
         synthetic::generate(
@@ -68,7 +73,7 @@ impl Env {
         let config = dir.path().join("settings.json");
         let settings = serde_json::json!({
             "db_path": db,
-            "qdrant": { "embedded_dir": index_dir },
+            "qdrant": { "embedded_dir": index_dir, "embedded_shards": shards },
             "spark_control": {
                 "url": server.url(),
                 "embedding_model": INSTANT_MODEL,

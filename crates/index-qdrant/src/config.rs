@@ -213,10 +213,24 @@ pub struct CollectionSpec {
     /// disk use between opens to about this size times the number of segments written.
     #[serde(default)]
     pub wal_segment_bytes: Option<usize>,
+    /// Embedded engine only: how many shards the collection is split into (1 to 64; 1
+    /// by default). Each shard is a `qdrant-edge` shard of its own, in its own
+    /// directory, holding the points whose ids route to it; a write is split by shard
+    /// and the parts are written side by side (one shard is written by one thread), and
+    /// a search asks every shard and merges. Sparse (BM25) scores use each shard's own
+    /// IDF statistics, as on a Qdrant cluster: exact with one shard, within the sampling
+    /// error of a random split with more, so more than one shard is for large
+    /// collections on machines with cores to spare. Fixed when the collection is created.
+    #[serde(default = "one")]
+    pub shards: usize,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> usize {
+    1
 }
 
 fn no_payload_links() -> Option<usize> {
@@ -239,6 +253,7 @@ impl CollectionSpec {
             hnsw_payload_m: no_payload_links(),
             quantize_int8: true,
             wal_segment_bytes: None,
+            shards: 1,
         }
     }
 

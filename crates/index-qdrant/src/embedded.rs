@@ -1,4 +1,5 @@
-//! The embedded engine: one `qdrant-edge` shard per collection, in `{dir}/{collection}`.
+//! One `qdrant-edge` shard of an embedded collection (see [`crate::shards`] for the
+//! collection: its shards, their layout on disk and the fan-out of every operation).
 //!
 //! `EdgeShard` is synchronous, so every call runs on tokio's blocking pool. The shard
 //! serves concurrent reads, but its writes are not safe to overlap: `flush()` asserts
@@ -9,10 +10,10 @@
 //!
 //! One process at a time: the shard keeps its mutable segment in memory and rewrites
 //! files on flush, so a second process on the same directory would overwrite the first
-//! one's data. An exclusive lock on `{dir}/{collection}.lock` enforces it.
+//! one's data. The collection's exclusive lock file, held by every shard, enforces it.
 
 use std::collections::HashMap;
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -246,7 +247,7 @@ fn optimize_fully(shard: &EdgeShard) -> Result<bool, String> {
 ///
 /// A read, not `posix_fadvise(WILLNEED)`: Linux caps that advice at one readahead
 /// window per call, which left the int8 copy of a 1M-chunk collection uncached.
-fn read_into_cache(dir: &Path) -> (u64, u64) {
+pub(crate) fn read_into_cache(dir: &Path) -> (u64, u64) {
     fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -293,7 +294,7 @@ fn read_into_cache(dir: &Path) -> (u64, u64) {
 }
 
 /// Writes `bytes` to `path` through a temporary file, synced, then renamed.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write as _;
     let tmp = path.with_extension("tmp");
     let mut file =
@@ -304,8 +305,10 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|err| format!("renaming {}: {err}", tmp.display()))
 }
 
-/// The embedded engine of one collection.
-pub(crate) struct Embedded {
+/// One shard of an embedded collection, in its own directory. Clones are handles on
+/// the same shard.
+#[derive(Clone)]
+pub(crate) struct Shard {
     state: Arc<State>,
 }
 
@@ -323,9 +326,9 @@ struct State {
     seal_at: AtomicUsize,
     /// A seal running beside unflushed upserts (see [`State::seal_if_due`]).
     seal: Mutex<Option<std::thread::JoinHandle<Result<(), String>>>>,
-    /// Held for the life of the handle; declared last so the shard is flushed and
-    /// dropped before the lock is released.
-    _lock: File,
+    /// The collection's lock, held for the life of every shard's handle; declared last
+    /// so the shard is flushed and dropped before the lock can be released.
+    _lock: Arc<File>,
 }
 
 impl Drop for State {
@@ -357,62 +360,22 @@ struct Loaded {
     dense_dim: usize,
 }
 
-impl Embedded {
-    /// Opens (without creating) the collection under `dir`.
-    pub(crate) async fn open(dir: PathBuf, collection: String) -> Result<Self, IndexError> {
-        let opened = tokio::task::spawn_blocking(move || Self::open_blocking(dir, collection))
-            .await
-            .map_err(|join| IndexError::EnginePanicked {
-                operation: "open",
-                collection: String::new(),
-                path: PathBuf::new(),
-                detail: panic_message(join),
-            })??;
-        Ok(opened)
-    }
-
-    fn open_blocking(dir: PathBuf, collection: String) -> Result<Self, IndexError> {
-        std::fs::create_dir_all(&dir).map_err(|source| IndexError::Io {
-            operation: "create directory",
-            path: dir.clone(),
-            source,
-        })?;
-        let path = dir.join(&collection);
-        let lock_path = dir.join(format!("{collection}.lock"));
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| IndexError::Io {
-                operation: "open lock file",
-                path: lock_path.clone(),
-                source,
-            })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(IndexError::Locked {
-                    path,
-                    lock: lock_path,
-                });
-            }
-            Err(TryLockError::Error(source)) => {
-                return Err(IndexError::Io {
-                    operation: "lock",
-                    path: lock_path,
-                    source,
-                });
-            }
-        }
-
-        let slot = if path.exists() {
-            Slot::Closed
-        } else {
-            Slot::Missing
+impl Shard {
+    /// A handle on the shard in `path` (not loaded until first used); `broken` marks a
+    /// shard the collection's layout says is unusable (only a re-create fixes it).
+    pub(crate) fn new(
+        path: PathBuf,
+        collection: String,
+        lock: Arc<File>,
+        broken: Option<String>,
+    ) -> Self {
+        let slot = match broken {
+            Some(detail) => Slot::Broken(detail),
+            None if path.exists() => Slot::Closed,
+            None => Slot::Missing,
         };
-        tracing::debug!(path = %path.display(), exists = matches!(slot, Slot::Closed), "opened embedded index");
-        Ok(Self {
+        tracing::debug!(path = %path.display(), exists = matches!(slot, Slot::Closed), "opened embedded shard");
+        Self {
             state: Arc::new(State {
                 collection,
                 path,
@@ -424,39 +387,16 @@ impl Embedded {
                 seal: Mutex::new(None),
                 _lock: lock,
             }),
-        })
+        }
+    }
+
+    /// Whether the shard's directory is there (loaded or not).
+    pub(crate) fn exists_on_disk(&self) -> bool {
+        self.state.path.exists()
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.state.path
-    }
-
-    /// Reads the collection's search files into the OS's page cache from a thread of its
-    /// own ([`read_into_cache`]); returns at once, with the thread unless it could not
-    /// start.
-    pub(crate) fn warm_cache(&self) -> Option<std::thread::JoinHandle<(u64, u64)>> {
-        let segments = self.state.path.join("segments");
-        let spawned = std::thread::Builder::new()
-            .name("index-warm".to_owned())
-            .spawn(move || {
-                let started = std::time::Instant::now();
-                let (files, bytes) = read_into_cache(&segments);
-                tracing::debug!(
-                    files,
-                    bytes,
-                    seconds = started.elapsed().as_secs_f64(),
-                    path = %segments.display(),
-                    "read the collection's files into the page cache"
-                );
-                (files, bytes)
-            });
-        match spawned {
-            Ok(handle) => Some(handle),
-            Err(err) => {
-                tracing::warn!(error = %err, "could not start the page-cache warming thread");
-                None
-            }
-        }
     }
 
     /// Whether the shard is loaded (or the collection is missing or broken): false while
@@ -655,75 +595,43 @@ impl Embedded {
         .await
     }
 
-    pub(crate) async fn search(&self, plan: SearchPlan) -> Result<Vec<SearchHit>, IndexError> {
-        let SearchPlan {
-            filter,
-            limit,
-            query,
-        } = plan;
-        match query {
-            PlanQuery::Fused {
-                dense,
-                sparse: Some(sparse),
-                rrf_k,
-                prefetch_limit,
-            } => {
-                self.fused_search(filter, limit, dense, sparse, rrf_k, prefetch_limit)
-                    .await
-            }
-            query => {
-                self.single_search(SearchPlan {
-                    filter,
-                    limit,
-                    query,
-                })
-                .await
-            }
-        }
-    }
-
-    /// A hybrid search: the dense and the sparse prefetch run at the same time (the
-    /// engine would run them one after the other, each over every segment in turn),
-    /// then RRF fuses them exactly as the engine does (`1 / (k + i)` for the i-th hit,
-    /// counting from 0), ties broken by point id so that equal scores always come in
-    /// the same order, and the payloads of the fused top `limit` are read.
-    async fn fused_search(
+    /// The ids and scores of a prefetch of a hybrid search: `query` over the points that
+    /// match `filter`, best `limit` first, without payloads.
+    pub(crate) async fn ranked(
         &self,
-        filter: FilterSpec,
+        filter: Option<Filter>,
+        query: ScoringQuery,
         limit: usize,
-        dense: Vec<f32>,
-        sparse: SparseVector,
-        rrf_k: u32,
-        prefetch_limit: usize,
-    ) -> Result<Vec<SearchHit>, IndexError> {
-        let edge_filter = edge_filter(&filter);
-        let prefetch = |query: ScoringQuery| QueryRequest {
+    ) -> Result<Vec<(PointId, f32)>, IndexError> {
+        let request = QueryRequest {
             prefetches: Vec::new(),
             query: Some(query),
-            filter: edge_filter.clone(),
+            filter,
             score_threshold: None,
-            limit: prefetch_limit,
+            limit,
             offset: 0,
             params: None,
             with_vector: WithVector::Bool(false),
             with_payload: WithPayloadInterface::Bool(false),
         };
-        let ranked = |request: QueryRequest| {
-            self.run("search", move |state| {
-                state.with_shard("search", |loaded| {
-                    let points = loaded
-                        .shard
-                        .query(request)
-                        .map_err(|err| state.engine("search", &err))?;
-                    Ok(points.into_iter().map(|p| p.id).collect::<Vec<PointId>>())
-                })
+        self.run("search", move |state| {
+            state.with_shard("search", |loaded| {
+                let points = loaded
+                    .shard
+                    .query(request)
+                    .map_err(|err| state.engine("search", &err))?;
+                Ok(points.into_iter().map(|p| (p.id, p.score)).collect())
             })
-        };
-        let (dense, sparse) = tokio::join!(
-            ranked(prefetch(dense_query(dense))),
-            ranked(prefetch(sparse_query(sparse)))
-        );
-        let fused = rrf(&[dense?, sparse?], rrf_k, limit);
+        })
+        .await
+    }
+
+    /// The hits of fused scores: each point's payload read, in the order given; a point
+    /// deleted since it was ranked is left out.
+    pub(crate) async fn hits(
+        &self,
+        fused: Vec<(PointId, f32)>,
+    ) -> Result<Vec<SearchHit>, IndexError> {
         if fused.is_empty() {
             return Ok(Vec::new());
         }
@@ -737,7 +645,6 @@ impl Embedded {
                     .into_iter()
                     .map(|record| (record.id, record.payload))
                     .collect();
-                // A point deleted between the prefetches and this read is left out.
                 fused
                     .into_iter()
                     .filter_map(|(id, score)| {
@@ -754,7 +661,11 @@ impl Embedded {
         .await
     }
 
-    async fn single_search(&self, plan: SearchPlan) -> Result<Vec<SearchHit>, IndexError> {
+    /// A search the engine runs whole (its own fusion, when the plan fuses).
+    pub(crate) async fn single_search(
+        &self,
+        plan: SearchPlan,
+    ) -> Result<Vec<SearchHit>, IndexError> {
         self.run("search", move |state| {
             state.with_shard("search", |loaded| {
                 let request = edge_query(plan);
@@ -1554,7 +1465,7 @@ fn json_path(key: &str) -> Result<JsonPath, String> {
 }
 
 /// The engine's filter for a spec, or `None` when the spec does not constrain.
-fn edge_filter(spec: &FilterSpec) -> Option<Filter> {
+pub(crate) fn edge_filter(spec: &FilterSpec) -> Option<Filter> {
     if spec.must.is_empty() {
         return None;
     }
@@ -1602,11 +1513,11 @@ fn nearest(vector: VectorInternal, using: &str) -> ScoringQuery {
     }))
 }
 
-fn dense_query(dense: Vec<f32>) -> ScoringQuery {
+pub(crate) fn dense_query(dense: Vec<f32>) -> ScoringQuery {
     nearest(VectorInternal::Dense(dense), DENSE_VECTOR)
 }
 
-fn sparse_query(sparse: SparseVector) -> ScoringQuery {
+pub(crate) fn sparse_query(sparse: SparseVector) -> ScoringQuery {
     nearest(
         VectorInternal::Sparse(qdrant_edge::SparseVector {
             indices: sparse.indices,
@@ -1619,7 +1530,7 @@ fn sparse_query(sparse: SparseVector) -> ScoringQuery {
 /// Reciprocal rank fusion of ranked id lists, as qdrant-edge computes it with equal
 /// weights: each list adds `1 / (k + i)` to its i-th point (counting from 0). The
 /// best `limit`, by score then by id.
-fn rrf(lists: &[Vec<PointId>], k: u32, limit: usize) -> Vec<(PointId, f32)> {
+pub(crate) fn rrf(lists: &[Vec<PointId>], k: u32, limit: usize) -> Vec<(PointId, f32)> {
     let mut scores: HashMap<PointId, f32> = HashMap::new();
     for list in lists {
         for (position, id) in list.iter().enumerate() {
@@ -1693,7 +1604,7 @@ fn edge_query(plan: SearchPlan) -> QueryRequest {
     }
 }
 
-fn panic_message(join: tokio::task::JoinError) -> String {
+pub(crate) fn panic_message(join: tokio::task::JoinError) -> String {
     match join.try_into_panic() {
         Ok(panic) => panic_text(panic.as_ref()),
         Err(join) => join.to_string(),
@@ -1713,7 +1624,6 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::point::ChunkPayload;
 
     #[test]
     fn read_into_cache_reads_every_file_but_the_payload_storage() {
@@ -1736,34 +1646,6 @@ mod tests {
         assert_eq!(read_into_cache(dir.path()), (3, 3_000_300));
         // A directory that is gone (segments replaced meanwhile) is nothing to do.
         assert_eq!(read_into_cache(&dir.path().join("missing")), (0, 0));
-    }
-
-    const DIM: usize = 8;
-
-    fn point(id: i64) -> ChunkPoint {
-        // Vectors and terms that give the two prefetches different orders, with ties.
-        let dense: Vec<f32> = (0..DIM)
-            .map(|d| (((id as usize * 7 + d * 3) % 11) as f32) - 4.5)
-            .collect();
-        let sparse = SparseVector::new(
-            vec![1, 2 + (id % 5) as u32, 100 + id as u32],
-            vec![1.0 + (id % 3) as f32, 0.5, 0.25],
-        );
-        let payload = ChunkPayload {
-            source_table: "people".to_owned(),
-            source_id: id,
-            chunk_index: 0,
-            entity_id: None,
-            kind: "person".to_owned(),
-            title: format!("person {id}"),
-            text: format!("text {id}"),
-            organization_id: None,
-            occurred_at: None,
-            updated_at: "2026-06-05T13:55:12Z".to_owned(),
-            content_hash: format!("hash-{id}"),
-            extra: Default::default(),
-        };
-        ChunkPoint::new(dense, sparse, payload)
     }
 
     #[test]
@@ -1792,60 +1674,5 @@ mod tests {
         let tie = rrf(&[vec![ids[3]], vec![ids[0]]], 2, 10);
         assert_eq!(tie, vec![(ids[0], 0.5), (ids[3], 0.5)]);
         assert_eq!(rrf(std::slice::from_ref(&ids), 2, 2).len(), 2);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn parallel_fusion_scores_exactly_as_the_engine_fuses() {
-        let dir = tempfile::tempdir().unwrap();
-        let index = Embedded::open(dir.path().to_owned(), "c".to_owned())
-            .await
-            .unwrap();
-        index
-            .ensure_collection(CollectionSpec::new(DIM), false)
-            .await
-            .unwrap();
-        index
-            .upsert((0..300).map(point).collect(), Durability::Now)
-            .await
-            .unwrap();
-        for (seed, k) in [(3, 60), (17, 2), (42, 1)] {
-            let query = point(seed);
-            let plan = || SearchPlan {
-                filter: FilterSpec::default(),
-                // Every candidate of both prefetches: no cut among equal scores.
-                limit: 100,
-                query: PlanQuery::Fused {
-                    dense: query.dense.clone(),
-                    sparse: Some(query.sparse.clone()),
-                    rrf_k: k,
-                    prefetch_limit: 40,
-                },
-            };
-            let ours = index.search(plan()).await.unwrap();
-            let engine = index.single_search(plan()).await.unwrap();
-            let key = |hits: &[SearchHit]| {
-                let mut key: Vec<(String, u32)> = hits
-                    .iter()
-                    .map(|h| (h.id.to_string(), h.score.to_bits()))
-                    .collect();
-                key.sort();
-                key
-            };
-            assert!(ours.len() > 40, "both prefetches contribute");
-            assert_eq!(key(&ours), key(&engine), "k = {k}");
-            assert!(ours.windows(2).all(|w| w[0].score >= w[1].score));
-            assert_eq!(
-                ours[0].payload.title,
-                format!("person {}", {
-                    let id = &ours[0].id;
-                    engine
-                        .iter()
-                        .find(|h| &h.id == id)
-                        .unwrap()
-                        .payload
-                        .source_id
-                })
-            );
-        }
     }
 }

@@ -82,6 +82,7 @@ mod error;
 mod point;
 mod query;
 mod server;
+mod shards;
 
 use std::collections::HashSet;
 
@@ -101,9 +102,9 @@ pub use query::{
     ScrollPage, ScrollRequest, SearchFilter, SearchHit, SearchMode, SearchRequest,
 };
 
-use embedded::Embedded;
 use query::{Cond, FilterSpec};
 use server::Server;
+use shards::Embedded;
 
 /// When an engine's write must be durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,10 +232,20 @@ impl Index {
         }
     }
 
-    /// The embedded engine's collection directory, when this is the embedded engine.
+    /// The embedded engine's collection directory (its first shard's), when this is the
+    /// embedded engine.
     pub fn embedded_path(&self) -> Option<&std::path::Path> {
         match &self.engine {
             Engine::Embedded(engine) => Some(engine.path()),
+            Engine::Server(_) => None,
+        }
+    }
+
+    /// How many shards the embedded collection has (1 while it does not exist; see
+    /// [`CollectionSpec::shards`]), when this is the embedded engine.
+    pub fn embedded_shards(&self) -> Option<usize> {
+        match &self.engine {
+            Engine::Embedded(engine) => Some(engine.shard_count()),
             Engine::Server(_) => None,
         }
     }
@@ -255,6 +266,13 @@ impl Index {
         spec: &CollectionSpec,
         recreate: bool,
     ) -> Result<CollectionStatus, IndexError> {
+        if spec.shards == 0 || spec.shards > shards::MAX_SHARDS {
+            return Err(self.invalid(format!(
+                "shard count {} is out of range (1 to {})",
+                spec.shards,
+                shards::MAX_SHARDS
+            )));
+        }
         if spec.dense_dim == 0 || spec.dense_dim > 65_536 {
             return Err(self.invalid(format!(
                 "dense dimension {} is out of range (1 to 65536)",

@@ -1,5 +1,5 @@
-//! One suite, both engines: every test here runs against the embedded engine, and
-//! against a Qdrant server when `QDRANT_URL` is set.
+//! One suite, both engines: every test here runs against the embedded engine (with one
+//! shard, and with three), and against a Qdrant server when `QDRANT_URL` is set.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -20,6 +20,15 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let harness = crate::support::Harness::embedded().await;
+                    super::$name(&harness).await;
+                }
+            )*
+        }
+        mod embedded_sharded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let harness = crate::support::Harness::embedded_sharded(3).await;
                     super::$name(&harness).await;
                 }
             )*
@@ -70,7 +79,7 @@ fn ids_of(hits: &[index_qdrant::SearchHit]) -> Vec<ChunkId> {
 }
 
 async fn create_recreate_and_info(h: &Harness) {
-    let spec = CollectionSpec::new(DIM);
+    let spec = h.spec(DIM);
     assert!(!h.index.exists().await.unwrap());
     assert_eq!(
         h.index.ensure_collection(&spec, false).await.unwrap(),
@@ -113,7 +122,7 @@ async fn dimension_mismatch_is_a_specific_error(h: &Harness) {
     h.create().await;
     let err = h
         .index
-        .ensure_collection(&CollectionSpec::new(DIM * 2), false)
+        .ensure_collection(&h.spec(DIM * 2), false)
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -128,7 +137,7 @@ async fn dimension_mismatch_is_a_specific_error(h: &Harness) {
     h.index.upsert(people(2)).await.unwrap();
     // Recreate switches the size.
     h.index
-        .ensure_collection(&CollectionSpec::new(DIM * 2), true)
+        .ensure_collection(&h.spec(DIM * 2), true)
         .await
         .unwrap();
     assert_eq!(h.index.info().await.unwrap().dense_dim, DIM * 2);
@@ -1170,13 +1179,13 @@ async fn in_memory_collection_searches_like_any_other(h: &Harness) {
         hnsw_m: Some(8),
         hnsw_ef_construct: Some(32),
         hnsw_payload_m: Some(0),
-        ..CollectionSpec::new(DIM)
+        ..h.spec(DIM)
     };
     h.index.ensure_collection(&spec, false).await.unwrap();
     // Storage choices are not part of the match: a plain spec of the same size is fine.
     assert_eq!(
         h.index
-            .ensure_collection(&CollectionSpec::new(DIM), false)
+            .ensure_collection(&h.spec(DIM), false)
             .await
             .unwrap(),
         CollectionStatus::Existing

@@ -15,11 +15,19 @@ pub(crate) struct Harness {
     pub(crate) index: Index,
     /// Keeps the embedded engine's directory alive.
     pub(crate) dir: Option<TempDir>,
+    /// Shards of the collections the test creates (embedded engine).
+    pub(crate) shards: usize,
 }
 
 impl Harness {
     /// The embedded engine in a new temporary directory.
     pub(crate) async fn embedded() -> Self {
+        Self::embedded_sharded(1).await
+    }
+
+    /// The embedded engine in a new temporary directory, its collections made of
+    /// `shards` shards.
+    pub(crate) async fn embedded_sharded(shards: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(IndexConfig::embedded(dir.path()))
             .await
@@ -27,6 +35,15 @@ impl Harness {
         Self {
             index,
             dir: Some(dir),
+            shards,
+        }
+    }
+
+    /// The spec of a collection of `dense_dim` dimensions for this harness.
+    pub(crate) fn spec(&self, dense_dim: usize) -> CollectionSpec {
+        CollectionSpec {
+            shards: self.shards,
+            ..CollectionSpec::new(dense_dim)
         }
     }
 
@@ -46,7 +63,11 @@ impl Harness {
         let collection = format!("it_{test}_{}_{nanos}", std::process::id());
         let config = IndexConfig::server(url, api_key).with_collection(collection);
         let index = Index::open(config).await.unwrap();
-        Some(Self { index, dir: None })
+        Some(Self {
+            index,
+            dir: None,
+            shards: 1,
+        })
     }
 
     /// Drops the server collection a test made.
@@ -59,7 +80,7 @@ impl Harness {
     /// Creates the collection with [`DIM`] dimensions.
     pub(crate) async fn create(&self) {
         self.index
-            .ensure_collection(&CollectionSpec::new(DIM), false)
+            .ensure_collection(&self.spec(DIM), false)
             .await
             .unwrap();
     }

@@ -73,6 +73,9 @@ struct World {
     /// Live entities by kind, and the rows each absorbed in merges (for undos).
     entities: BTreeMap<String, &'static str>,
     retired: BTreeMap<String, (String, Vec<(String, i64)>)>,
+    /// Shards of the embedded collection the histories are synced into (1 to 3 by
+    /// seed; the fresh build compared with is always one shard).
+    shards: usize,
 }
 
 impl World {
@@ -87,6 +90,7 @@ impl World {
             deals: BTreeSet::new(),
             entities: BTreeMap::new(),
             retired: BTreeMap::new(),
+            shards: 1 + (seed % 3) as usize,
         }
     }
 
@@ -448,6 +452,7 @@ fn config(w: &mut World, fault: Option<FaultPoint>) -> SyncConfig {
     config.pipeline_depth = w.rng.random_range(1..4);
     config.flush_every_chunks = w.rng.random_range(1..40);
     config.fault = fault;
+    config.collection.shards = w.shards;
     config
 }
 
@@ -458,11 +463,15 @@ struct Coverage {
     faults_fired: u64,
     partial_failures: u64,
     shrunk_chunks: u64,
+    sharded_seeds: u64,
 }
 
 async fn run_seed(seed: u64, ops: usize, coverage: &mut Coverage) {
     let h = Harness::new().await;
     let mut w = World::new(seed);
+    if w.shards > 1 {
+        coverage.sharded_seeds += 1;
+    }
     let c = h.crm();
     let index = Arc::new(
         Index::open(IndexConfig::embedded(h.index_dir("main")))
@@ -572,6 +581,7 @@ async fn random_histories_converge_to_a_fresh_build() {
         ("faults fired", coverage.faults_fired),
         ("partial failures", coverage.partial_failures),
         ("points deleted", coverage.shrunk_chunks),
+        ("seeds synced into several shards", coverage.sharded_seeds),
         ("entity patches", t.entity_updates),
         ("soft-deleted rows removed", t.rows_removed),
         ("hard deletes", t.rows_hard_deleted),
