@@ -87,7 +87,6 @@ pub fn sync_config(
     let mut config = SyncConfig::new(LeaseConfig::new(holder, hostname(env)));
     config.batch_size = usize::try_from(settings.sync.batch_size.max(1)).unwrap_or(1024);
     config.overlap = Duration::from_secs(u64::from(settings.sync.overlap_secs));
-    config.collection.shards = usize::try_from(settings.qdrant.embedded_shards.max(1)).unwrap_or(1);
     if let Some(fault) = env.get(FAULT_ENV).filter(|v| !v.is_empty()) {
         let point: FaultPoint = fault
             .parse()
@@ -117,14 +116,71 @@ pub async fn prepare(
     Ok((encoder, config))
 }
 
-/// Opens the index the settings name and builds an indexer over it.
+/// CRM rows (all four tables) from which `qdrant.embedded_shards = 0` (auto) creates an
+/// embedded collection of two shards on a machine of two cores or more.
+///
+/// At 1M rows on 2 cores, two shards ingested 4,805 chunks/s where one took 3,969–4,254,
+/// with 41% less peak RSS and hybrid queries as fast; below this size one shard is fast
+/// enough and keeps BM25 statistics exact (see the README's section on shards).
+pub const AUTO_SHARDS_FROM_ROWS: u64 = 500_000;
+
+/// The shard count of an embedded collection this run may create: the setting, or for
+/// `0` (auto) two when the CRM holds [`AUTO_SHARDS_FROM_ROWS`] rows or more and the
+/// machine has two cores or more, else one. The CRM is counted only when the run will
+/// create the collection (`recreate`, or no collection directory yet): an existing
+/// collection keeps the shards it was created with.
+pub fn embedded_shards(
+    settings: &Settings,
+    store: &Store,
+    recreate: bool,
+) -> anyhow::Result<usize> {
+    let setting = settings.qdrant.embedded_shards;
+    if setting > 0 {
+        return Ok(usize::try_from(setting).unwrap_or(1));
+    }
+    let collection_dir = settings
+        .embedded_index_dir()
+        .join(&settings.qdrant.collection);
+    if settings.qdrant.url.is_some() || (!recreate && collection_dir.exists()) {
+        return Ok(1);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if auto_shards(u64::MAX, cores) == 1 {
+        return Ok(1);
+    }
+    let conn = store.reader().context("counting the CRM's rows")?;
+    let counts = crm_store::queries::row_counts(&conn).context("counting the CRM's rows")?;
+    let rows = counts.people + counts.organizations + counts.interactions + counts.deals;
+    let shards = auto_shards(rows, cores);
+    tracing::info!(
+        rows,
+        cores,
+        shards,
+        "chose the shards of the embedded collection"
+    );
+    Ok(shards)
+}
+
+/// The automatic shard count of a CRM of `rows` rows on `cores` cores.
+pub fn auto_shards(rows: u64, cores: usize) -> usize {
+    if cores >= 2 && rows >= AUTO_SHARDS_FROM_ROWS {
+        2
+    } else {
+        1
+    }
+}
+
+/// Opens the index the settings name and builds an indexer over it; `recreate` says
+/// whether the run re-creates the collection (see [`embedded_shards`]).
 pub async fn open_indexer(
     settings: &Settings,
     store: &Store,
     encoder: &Arc<Encoder>,
-    config: SyncConfig,
+    mut config: SyncConfig,
     progress: Arc<dyn ProgressSink>,
+    recreate: bool,
 ) -> anyhow::Result<Indexer> {
+    config.collection.shards = embedded_shards(settings, store, recreate)?;
     let index = Index::open(index_config(settings))
         .await
         .context("opening the search index")?;
@@ -460,4 +516,18 @@ pub fn stop_on_signals() -> CancellationToken {
         token.cancel();
     });
     stop
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_shards_only_for_a_large_crm_on_several_cores() {
+        assert_eq!(auto_shards(AUTO_SHARDS_FROM_ROWS - 1, 2), 1);
+        assert_eq!(auto_shards(AUTO_SHARDS_FROM_ROWS, 2), 2);
+        assert_eq!(auto_shards(10_000_000, 16), 2);
+        assert_eq!(auto_shards(10_000_000, 1), 1);
+        assert_eq!(auto_shards(0, 8), 1);
+    }
 }

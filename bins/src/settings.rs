@@ -266,9 +266,10 @@ pub struct QdrantSettings {
     pub embedded_dir: Option<PathBuf>,
     /// The RRF constant `k` of hybrid retrieval, always sent explicitly.
     pub rrf_k: u32,
-    /// Shards of an embedded collection when it is created (1 to 64): each is written by
-    /// a thread of its own, so a build of a large CRM on several cores goes faster; BM25
-    /// statistics are then per shard (see the README).
+    /// Shards of an embedded collection when it is created (1 to 64, or 0 for automatic:
+    /// two for a CRM of 500,000 rows or more on two cores or more, else one). Each is
+    /// written by a thread of its own, so a build of a large CRM on several cores goes
+    /// faster; BM25 statistics are then per shard (see the README).
     pub embedded_shards: u32,
 }
 
@@ -280,7 +281,7 @@ impl Default for QdrantSettings {
             collection: "crm_chunks".to_owned(),
             embedded_dir: None,
             rrf_k: 60,
-            embedded_shards: 1,
+            embedded_shards: 0,
         }
     }
 }
@@ -507,9 +508,9 @@ impl Settings {
         if self.sync.batch_size == 0 {
             bail!("sync.batch_size must be at least 1");
         }
-        if !(1..=64).contains(&self.qdrant.embedded_shards) {
+        if self.qdrant.embedded_shards > 64 {
             bail!(
-                "qdrant.embedded_shards must be between 1 and 64, got {}",
+                "qdrant.embedded_shards must be 0 (automatic) or between 1 and 64, got {}",
                 self.qdrant.embedded_shards
             );
         }

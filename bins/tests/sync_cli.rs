@@ -243,3 +243,51 @@ fn watch_syncs_on_every_interval_until_sigterm() {
     assert_eq!(exit.code(), Some(0), "a SIGTERM ends --watch cleanly");
     reader.join().unwrap();
 }
+
+/// Sets `qdrant.embedded_shards` in the settings file the children read.
+fn set_shards(env: &Env, shards: u32) {
+    let mut settings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&env.config).unwrap()).unwrap();
+    settings["qdrant"]["embedded_shards"] = serde_json::json!(shards);
+    std::fs::write(&env.config, serde_json::to_vec_pretty(&settings).unwrap()).unwrap();
+}
+
+#[test]
+fn shards_are_chosen_when_the_collection_is_created_and_kept_after() {
+    let env = Env::with_shards(60, 32, 0);
+    let second_shard = env.index_dir.join("crm_chunks.shard-1");
+    // Automatic: a small CRM gets one shard.
+    let out = env.run(SYNC, &["--json"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(env.index_dir.join("crm_chunks").is_dir());
+    assert!(!second_shard.exists());
+
+    // A new count applies to a collection created from now on, not to this one.
+    set_shards(&env, 2);
+    let out = env.run(SYNC, &["--json"], None);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(!second_shard.exists());
+
+    let out = env.run(BACKFILL, &["--recreate", "--json"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(second_shard.is_dir());
+    let out = env.run(SYNC, &["--verify", "--json"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(summary(&out)["counts"], serde_json::json!({}));
+
+    // Back to automatic: the re-created collection is one shard, the second one gone.
+    set_shards(&env, 0);
+    let out = env.run(BACKFILL, &["--recreate", "--json"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!second_shard.exists());
+    let out = env.run(SYNC, &["--verify", "--json"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // Out of range: refused by name before anything runs.
+    set_shards(&env, 65);
+    let out = env.run(SYNC, &["--json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("qdrant.embedded_shards"), "{err}");
+    assert!(err.contains("65"), "{err}");
+}

@@ -92,9 +92,11 @@ pub struct IndexArgs {
         default_value = "build,sync,serve,query,local"
     )]
     pub parts: Vec<Part>,
-    /// Shards of the embedded collection (`qdrant.embedded_shards`; the settings' default,
-    /// 1, when not given). A build with more than one goes to its own index directory,
-    /// `index-{rows}-{shards}shards`, so builds of both layouts can be kept side by side.
+    /// Shards of the embedded collection (`qdrant.embedded_shards`; when not given, the
+    /// settings' default: automatic, two from 500,000 rows on two cores or more). A build
+    /// with an explicit count above one goes to its own index directory,
+    /// `index-{rows}-{shards}shards`, so builds of several layouts can be kept side by
+    /// side.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub shards: Option<u32>,
     /// Directory holding `crm-backfill` and `crm-sync` (default: beside `crm-bench`).
@@ -595,6 +597,7 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
         );
         let latency = query_latency(&index_dir, args)?;
         report.row(["query", "points", &latency.points.to_string(), ""]);
+        report.row(["query", "shards", &latency.shards.to_string(), ""]);
         report.row(["query", "open ms", &format!("{:.0}", ms(latency.open)), ""]);
         report.row([
             "query",
@@ -616,6 +619,7 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
             report.figure(&format!("query_{}_p99_ms", m.mode), ms(m.p99));
         }
         report.figure("query_points", latency.points);
+        report.figure("query_shards", latency.shards as u64);
         report.figure("query_open_ms", ms(latency.open));
         report.figure("query_warm_ms", ms(latency.warm));
     }
@@ -679,6 +683,8 @@ struct ModeLatency {
 /// What the query part measured.
 struct QueryLatency {
     points: u64,
+    /// Shards of the collection searched.
+    shards: usize,
     open: Duration,
     /// Reading the search files into the page cache after the open (`Index::warm_cache`).
     warm: Duration,
@@ -756,6 +762,7 @@ fn query_latency(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<QueryLate
         }
         Ok(QueryLatency {
             points,
+            shards: index.embedded_shards().unwrap_or(1),
             open,
             warm,
             modes: measured,

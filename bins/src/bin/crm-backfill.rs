@@ -71,7 +71,16 @@ async fn run(ctx: &Context, args: &Args, embedder: embed::Embedder) -> anyhow::R
         Err(err) => return print_failure(&err, args.json),
     };
     let bars = Arc::new(Bars::new(&ctx.terminal));
-    let indexer = match open_indexer(settings, &store, &encoder, config, bars.clone()).await {
+    let indexer = match open_indexer(
+        settings,
+        &store,
+        &encoder,
+        config,
+        bars.clone(),
+        args.recreate,
+    )
+    .await
+    {
         Ok(indexer) => indexer,
         Err(err) => return print_failure(&err, args.json),
     };

@@ -12,7 +12,7 @@ use clap::Parser;
 use crm_store::{Store, StoreConfig};
 use crm_substrate::cli::{self, CommonArgs, Context};
 use crm_substrate::embedding::{dense_from_settings, embedder_over};
-use crm_substrate::indexing::{index_config, prepare, render_report, watch};
+use crm_substrate::indexing::{embedded_shards, index_config, prepare, render_report, watch};
 use crm_substrate::resources::ProcessUse;
 use index_qdrant::Index;
 use mcp_tools::http::{CancellationToken, HttpConfig};
@@ -115,8 +115,9 @@ async fn run(
             );
             // Its files were evicted from the page cache by whoever closed it last.
             index.warm_cache();
-            let (encoder, sync_config) =
+            let (encoder, mut sync_config) =
                 prepare(settings, &ctx.env, embedder_over(dense_model)?, "crm-mcp").await?;
+            sync_config.collection.shards = embedded_shards(settings, &store, false)?;
             let indexer = Indexer::new(
                 store.clone(),
                 index.clone(),

@@ -105,10 +105,11 @@ async fn run(ctx: &Context, args: &Args, embedder: embed::Embedder) -> anyhow::R
     let bars = Arc::new(Bars::new(&ctx.terminal));
 
     if args.verify {
-        let indexer = match open_indexer(settings, &store, &encoder, config, bars.clone()).await {
-            Ok(indexer) => indexer,
-            Err(err) => return print_failure(&err, args.json),
-        };
+        let indexer =
+            match open_indexer(settings, &store, &encoder, config, bars.clone(), false).await {
+                Ok(indexer) => indexer,
+                Err(err) => return print_failure(&err, args.json),
+            };
         let report = match indexer.verify().await {
             Ok(report) => report,
             Err(err) => return print_failure(&err.into(), args.json),
@@ -161,7 +162,15 @@ async fn once(
     bars: &Arc<Bars>,
     stop: &CancellationToken,
 ) -> anyhow::Result<RunReport> {
-    let indexer = open_indexer(&ctx.settings, store, encoder, config.clone(), bars.clone()).await?;
+    let indexer = open_indexer(
+        &ctx.settings,
+        store,
+        encoder,
+        config.clone(),
+        bars.clone(),
+        false,
+    )
+    .await?;
     let report = indexer.sync(stop).await;
     bars.finish();
     Ok(report?)

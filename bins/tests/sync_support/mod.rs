@@ -149,9 +149,16 @@ impl Env {
         let encoder = Arc::new(Encoder::new(Arc::new(embedder)).await.expect("encoder"));
         let store = open_store(&settings).expect("store");
         let config = sync_config(&settings, &env, "test").expect("config");
-        open_indexer(&settings, &store, &encoder, config, Arc::new(NoProgress))
-            .await
-            .expect("indexer")
+        open_indexer(
+            &settings,
+            &store,
+            &encoder,
+            config,
+            Arc::new(NoProgress),
+            false,
+        )
+        .await
+        .expect("indexer")
     }
 }
 

@@ -5,9 +5,11 @@
 //! hybrid (both as prefetches, fused by reciprocal rank fusion with an explicit `k`).
 //! It runs on either engine behind the same async methods:
 //!
-//! - **embedded** (the default): Qdrant's in-process engine `qdrant-edge` 0.7.2, one
-//!   shard per collection in `{dir}/{collection}`, guarded by `{dir}/{collection}.lock`
-//!   so that only one process opens it at a time. Writes are flushed before a call
+//! - **embedded** (the default): Qdrant's in-process engine `qdrant-edge` 0.7.2, a
+//!   collection in `{dir}/{collection}`, guarded by `{dir}/{collection}.lock` so that
+//!   only one process opens it at a time. A collection may be split into shards
+//!   ([`CollectionSpec::shards`]; the others in `{dir}/{collection}.shard-{k}`), written
+//!   side by side and searched together; everything below holds for each shard. Writes are flushed before a call
 //!   returns, except [`Index::upsert_unflushed`]'s, made durable by the next
 //!   [`Index::flush`] (a flush writes every segment, so bulk loads pay it once per many
 //!   batches). Its optimizer (HNSW indexing, merging, vacuum) only runs when

@@ -253,7 +253,7 @@ async fn index_step(
     let (encoder, config) = prepare(&ctx.settings, &ctx.env, embedder, "crm-demo").await?;
     let bars = Arc::new(Bars::new(&ctx.terminal));
     // The indexer holds the embedded index's lock; it is dropped before searching.
-    let indexer = open_indexer(&ctx.settings, store, &encoder, config, bars.clone()).await?;
+    let indexer = open_indexer(&ctx.settings, store, &encoder, config, bars.clone(), false).await?;
     let report = indexer.backfill(recreate, &stop).await?;
     bars.finish();
     Ok(report)

@@ -60,7 +60,7 @@ export const qdrantShape = z.strictObject({
   collection: z.string().min(1).optional(),
   embedded_dir: z.string().min(1).nullable().optional(),
   rrf_k: u32.optional(),
-  embedded_shards: z.number().int().min(1).max(64).optional(),
+  embedded_shards: z.number().int().min(0).max(64).optional(),
 })
 
 export const resolveShape = z.strictObject({
