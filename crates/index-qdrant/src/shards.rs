@@ -375,16 +375,6 @@ impl Embedded {
         self.remove_all().await
     }
 
-    /// Splits `items` by the shard their id routes them to.
-    fn split<T>(count: usize, items: Vec<T>, id: impl Fn(&T) -> &ChunkId) -> Vec<Vec<T>> {
-        let mut parts: Vec<Vec<T>> = (0..count).map(|_| Vec::new()).collect();
-        for item in items {
-            let k = shard_of(id(&item), count);
-            parts[k].push(item);
-        }
-        parts
-    }
-
     pub(crate) async fn upsert(
         &self,
         points: Vec<ChunkPoint>,
@@ -394,13 +384,11 @@ impl Embedded {
         if shards.len() == 1 {
             return shards[0].upsert(points, durability).await;
         }
-        let parts = Self::split(shards.len(), points, |point| &point.id);
-        let written = try_join_all(
-            shards
-                .iter()
-                .zip(parts)
-                .filter(|(_, part)| !part.is_empty())
-                .map(|(shard, part)| shard.upsert(part, durability)),
+        let written = routed(
+            &shards,
+            points,
+            |point| &point.id,
+            |shard, part| shard.upsert(part, durability),
         )
         .await?;
         Ok(written.into_iter().sum())
@@ -418,15 +406,7 @@ impl Embedded {
         if shards.len() == 1 {
             return shards[0].delete_points(ids).await;
         }
-        let parts = Self::split(shards.len(), ids, |id| id);
-        try_join_all(
-            shards
-                .iter()
-                .zip(parts)
-                .filter(|(_, part)| !part.is_empty())
-                .map(|(shard, part)| shard.delete_points(part)),
-        )
-        .await?;
+        routed(&shards, ids, |id| id, Shard::delete_points).await?;
         Ok(())
     }
 
@@ -455,23 +435,29 @@ impl Embedded {
         if shards.len() == 1 {
             return shards[0].set_payload(operation, target, fields).await;
         }
-        let targets: Vec<PayloadTarget> = match target {
-            PayloadTarget::Ids(ids) => Self::split(shards.len(), ids, |id| id)
-                .into_iter()
-                .map(PayloadTarget::Ids)
-                .collect(),
-            PayloadTarget::Filters(filters) => (0..shards.len())
-                .map(|_| PayloadTarget::Filters(filters.clone()))
-                .collect(),
-        };
-        try_join_all(
-            shards
-                .iter()
-                .zip(targets)
-                .filter(|(_, target)| !matches!(target, PayloadTarget::Ids(ids) if ids.is_empty()))
-                .map(|(shard, target)| shard.set_payload(operation, target, fields.clone())),
-        )
-        .await?;
+        match target {
+            PayloadTarget::Ids(ids) => {
+                routed(
+                    &shards,
+                    ids,
+                    |id| id,
+                    |shard, part| {
+                        shard.set_payload(operation, PayloadTarget::Ids(part), fields.clone())
+                    },
+                )
+                .await?;
+            }
+            PayloadTarget::Filters(filters) => {
+                try_join_all(shards.iter().map(|shard| {
+                    shard.set_payload(
+                        operation,
+                        PayloadTarget::Filters(filters.clone()),
+                        fields.clone(),
+                    )
+                }))
+                .await?;
+            }
+        }
         Ok(())
     }
 
@@ -655,13 +641,11 @@ impl Embedded {
         // In the order asked for, as one shard (and a server) answers.
         let order: std::collections::HashMap<ChunkId, usize> =
             ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        let parts = Self::split(shards.len(), ids, |id| id);
-        let found = try_join_all(
-            shards
-                .iter()
-                .zip(parts)
-                .filter(|(_, part)| !part.is_empty())
-                .map(|(shard, part)| shard.retrieve(part, with_vectors)),
+        let found = routed(
+            &shards,
+            ids,
+            |id| id,
+            |shard, part| shard.retrieve(part, with_vectors),
         )
         .await?;
         let mut found: Vec<StoredPoint> = found.into_iter().flatten().collect();
@@ -704,6 +688,32 @@ impl Embedded {
         }
         Ok(total)
     }
+}
+
+/// Runs `op` on every shard with the `items` whose ids route to it, all shards side by
+/// side (a shard with none is left out); the results come in shard order.
+async fn routed<'a, T, R, Fut>(
+    shards: &'a [Shard],
+    items: Vec<T>,
+    id: impl Fn(&T) -> &ChunkId,
+    op: impl Fn(&'a Shard, Vec<T>) -> Fut,
+) -> Result<Vec<R>, IndexError>
+where
+    Fut: Future<Output = Result<R, IndexError>>,
+{
+    let mut parts: Vec<Vec<T>> = shards.iter().map(|_| Vec::new()).collect();
+    for item in items {
+        let k = shard_of(id(&item), shards.len());
+        parts[k].push(item);
+    }
+    try_join_all(
+        shards
+            .iter()
+            .zip(parts)
+            .filter(|(_, part)| !part.is_empty())
+            .map(|(shard, part)| op(shard, part)),
+    )
+    .await
 }
 
 /// One list of a prefetch from every shard's: by score, best first (a shard's own order
