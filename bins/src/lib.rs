@@ -20,3 +20,13 @@ pub mod progress;
 pub mod resolving;
 pub mod resources;
 pub mod settings;
+
+/// Every binary allocates through jemalloc, as Qdrant's own server does. Under glibc's
+/// allocator a 1M-row build into the embedded engine spent about a fifth of its CPU in
+/// `malloc`, `free` and the kernel zeroing the pages they mapped, and kept 1.7 GB of
+/// anonymous memory (freed blocks stayed in per-thread arenas, and each of the
+/// optimizer's merges added to them); under jemalloc it ingests 1.4× as fast with a
+/// peak under 1 GB (README, development notes).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
