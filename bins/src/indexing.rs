@@ -135,9 +135,9 @@ pub const AUTO_ROWS_PER_SHARD: u64 = 350_000;
 pub const AUTO_MAX_SHARDS: usize = 3;
 
 /// The shard count of an embedded collection this run may create: the setting, or for
-/// `0` (auto) [`auto_shards`] of the CRM's rows and the machine's cores. The CRM is counted only when the run will
-/// create the collection (`recreate`, or no collection directory yet): an existing
-/// collection keeps the shards it was created with.
+/// `0` (auto) [`auto_shards`] of the CRM's rows and the machine's cores. The CRM is
+/// counted only when the run will create the collection (`recreate`, or no collection
+/// directory yet): an existing collection keeps the shards it was created with.
 pub fn embedded_shards(
     settings: &Settings,
     store: &Store,
