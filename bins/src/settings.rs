@@ -267,7 +267,8 @@ pub struct QdrantSettings {
     /// The RRF constant `k` of hybrid retrieval, always sent explicitly.
     pub rrf_k: u32,
     /// Shards of an embedded collection when it is created (1 to 64, or 0 for automatic:
-    /// two for a CRM of 500,000 rows or more on two cores or more, else one). Each is
+    /// from 500,000 CRM rows on two cores or more, one per 350,000 rows, two to three;
+    /// else one). Each is
     /// written by a thread of its own, so a build of a large CRM on several cores goes
     /// faster; BM25 statistics are then per shard (see the README).
     pub embedded_shards: u32,
