@@ -128,10 +128,15 @@ pub const AUTO_SHARDS_FROM_ROWS: u64 = 500_000;
 /// At 1M rows on 2 cores (jemalloc), three shards ingested 6,985 chunks/s where two took
 /// 6,705 and one 5,247, with an anonymous peak of 0.74 GB against 0.98 and 1.61 (each
 /// shard's optimizer merge is smaller) and 13% less optimize time; hybrid p50 rose from
-/// 3.5 to 3.9–4.2 ms, within the 5 ms target.
+/// 3.5 to 3.9–4.2 ms on a fresh index (4.5–5.0 after the bench's syncs).
 pub const AUTO_ROWS_PER_SHARD: u64 = 350_000;
 
 /// The most shards an automatic count chooses: the most measured (more can be set).
+///
+/// Three even on two cores, where searches would be faster with two (hybrid p50 3.91
+/// against 5.02 ms at 1M rows, same day): inside a 1 GiB memory limit the three-shard
+/// build finished and the two-shard one was killed in its first merge (983 MB
+/// anonymous).
 pub const AUTO_MAX_SHARDS: usize = 3;
 
 /// The shard count of an embedded collection this run may create: the setting, or for
