@@ -2,6 +2,7 @@
 //! Streamable HTTP (`/mcp` and `/health`) instead. `--sync-every SECS` also keeps the
 //! index in step from this process, sharing one open index with the searches.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use crm_substrate::cli::{self, CommonArgs, Context};
 use crm_substrate::embedding::{dense_from_settings, embedder_over};
 use crm_substrate::indexing::{embedded_shards, index_config, prepare, render_report, watch};
 use crm_substrate::resources::ProcessUse;
+use crm_substrate::settings::Settings;
+use embed::dense::DenseEmbedder;
 use index_qdrant::Index;
 use mcp_tools::http::{CancellationToken, HttpConfig};
 use mcp_tools::search::DenseModel;
@@ -42,15 +45,21 @@ struct Args {
     read_only: bool,
 
     /// Also keep the index in step with the CRM from this process: an incremental sync
-    /// (what crm-sync does) at start and then SECS seconds after each one ends, sharing
-    /// one open index with the searches. The embedded engine admits one process at a
-    /// time and loading a large collection takes seconds (about 6 s at a million
-    /// points), which a crm-sync --watch beside this server pays on every run and a
+    /// (what crm-sync does) at start and then SECS seconds after each one ends (default
+    /// sync.interval_secs), sharing one open index with the searches. The embedded
+    /// engine admits one process at a time and loading a large collection takes
+    /// seconds, which a crm-sync --watch beside this server pays on every run and a
     /// search after an idle release pays again; one process doing both pays it once.
     /// Do not also run crm-sync --watch (its runs would find the index taken). Needs an
-    /// embedding model (Spark Control or the local one).
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    sync_every: Option<u64>,
+    /// embedding model (Spark Control or the local one); while Spark Control does not
+    /// answer, the server serves and the sync retries every SECS.
+    #[arg(
+        long,
+        value_name = "SECS",
+        num_args = 0..=1,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    sync_every: Option<Option<u64>>,
 }
 
 fn main() -> ExitCode {
@@ -77,7 +86,9 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        let sync_every = args.sync_every.map(Duration::from_secs);
+        let sync_every = args.sync_every.map(|secs| {
+            Duration::from_secs(secs.unwrap_or(ctx.settings.sync.interval_secs).max(1))
+        });
         runtime.block_on(run(&ctx, dense, args.http.is_some(), sync_every))?;
         Ok(ExitCode::SUCCESS)
     })
@@ -115,17 +126,14 @@ async fn run(
             );
             // Its files were evicted from the page cache by whoever closed it last.
             index.warm_cache();
-            let (encoder, mut sync_config) =
-                prepare(settings, &ctx.env, embedder_over(dense_model)?, "crm-mcp").await?;
-            sync_config.collection.shards = embedded_shards(settings, &store, false)?;
-            let indexer = Indexer::new(
-                store.clone(),
-                index.clone(),
-                encoder,
-                sync_config,
-                Arc::new(NoProgress),
-            )?;
-            syncing = Some(tokio::spawn(sync_loop(indexer, interval, shutdown.clone())));
+            let setup = SyncSetup {
+                settings: settings.clone(),
+                env: ctx.env.clone(),
+                store: store.clone(),
+                index: index.clone(),
+                dense: dense_model,
+            };
+            syncing = Some(tokio::spawn(sync_loop(setup, interval, shutdown.clone())));
             SearchBackend::sharing(search, dense, index)?
         }
     };
@@ -161,11 +169,43 @@ async fn run(
     Ok(())
 }
 
+/// What the sync loop needs to build its indexer.
+struct SyncSetup {
+    settings: Settings,
+    env: BTreeMap<String, String>,
+    store: Store,
+    index: Arc<Index>,
+    dense: DenseEmbedder,
+}
+
+impl SyncSetup {
+    /// The indexer over the shared index. Learning the embedder's fingerprint embeds a
+    /// probe text, so this fails while Spark Control does not answer.
+    async fn indexer(&self) -> anyhow::Result<Indexer> {
+        let (encoder, mut sync_config) = prepare(
+            &self.settings,
+            &self.env,
+            embedder_over(self.dense.clone())?,
+            "crm-mcp",
+        )
+        .await?;
+        sync_config.collection.shards = embedded_shards(&self.settings, &self.store, false)?;
+        Ok(Indexer::new(
+            self.store.clone(),
+            self.index.clone(),
+            encoder,
+            sync_config,
+            Arc::new(NoProgress),
+        )?)
+    }
+}
+
 /// Syncs now and then `interval` after each run ends, until `stop`. Failures are logged
-/// and retried at the next interval, except a fingerprint mismatch, which needs an
-/// operator (`crm-backfill --recreate`): it ends the loop with an error logged, and
-/// searches go on.
-async fn sync_loop(indexer: Indexer, interval: Duration, stop: CancellationToken) {
+/// and retried at the next interval, including an embedder that does not answer when
+/// the server starts (the server serves meanwhile), except a fingerprint mismatch, which
+/// needs an operator (`crm-backfill --recreate`): it ends the loop with an error logged,
+/// and searches go on.
+async fn sync_loop(setup: SyncSetup, interval: Duration, stop: CancellationToken) {
     tracing::info!(
         interval_secs = interval.as_secs(),
         "keeping the index in step with the CRM"
@@ -173,8 +213,8 @@ async fn sync_loop(indexer: Indexer, interval: Duration, stop: CancellationToken
     // Load the collection now (seconds at a million points), not in the first search or
     // the first sync that writes.
     let started = std::time::Instant::now();
-    match indexer.index().exists().await {
-        Ok(true) => match indexer.index().info().await {
+    match setup.index.exists().await {
+        Ok(true) => match setup.index.info().await {
             Ok(info) => tracing::info!(
                 points = info.points_count,
                 duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -187,6 +227,22 @@ async fn sync_loop(indexer: Indexer, interval: Duration, stop: CancellationToken
         Ok(false) => tracing::info!("no index yet: the first sync builds it"),
         Err(err) => tracing::warn!(error = %err, "cannot tell whether the index exists"),
     }
+    let indexer = loop {
+        match setup.indexer().await {
+            Ok(indexer) => break indexer,
+            Err(err) => {
+                tracing::warn!(
+                    reason = %format!("{err:#}"),
+                    retry_in_secs = interval.as_secs(),
+                    "the sync cannot start yet; searches and reads go on"
+                );
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+            }
+        }
+    };
     let watched = watch(
         interval,
         &stop,

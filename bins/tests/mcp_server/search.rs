@@ -502,6 +502,56 @@ async fn a_syncing_http_server_stops_cleanly_on_sigterm() {
 }
 
 #[tokio::test]
+async fn a_syncing_server_serves_while_its_embedder_is_down_and_syncs_once_it_answers() {
+    // Spark Control answers nothing but 503 when the server starts: reads are served
+    // all the same, and the first sync runs once the embedder is back. `--sync-every`
+    // without a value takes the interval from the settings.
+    let crm = Crm::build();
+    let server = instant(DIM).await;
+    server.controls().fail_all(Some(503));
+    let mut env = model_env(server.url());
+    env.push(("CRM_SYNC_INTERVAL_SECS", "1".to_owned()));
+    let client = stdio_env(&crm, &["--sync-every"], &env, "embedder-down").await;
+
+    let ada = ok(&client, "get_person", json!({ "id": ADA })).await;
+    assert_eq!(ada["person"]["full_name"], "Ada Lovelace", "{ada}");
+    // Long enough for several attempts; none may have synced.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        server.controls().requests() >= 2,
+        "the sync should keep trying: {} requests",
+        server.controls().requests()
+    );
+    let stats = ok(&client, "crm_stats", json!({})).await;
+    let synced = |stats: &Value| {
+        stats["last_runs"].as_array().is_some_and(|runs| {
+            runs.iter()
+                .any(|r| r["step"] == "sync" && r["status"] == "ok")
+        })
+    };
+    assert!(!synced(&stats), "no sync can have run: {stats}");
+
+    server.controls().fail_all(None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let stats = ok(&client, "crm_stats", json!({})).await;
+        if synced(&stats) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sync after the embedder came back: {stats}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    poll_sparse(&client, "Lovelace", |keys| {
+        keys.contains(&("people".to_owned(), ADA))
+    })
+    .await;
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
 async fn sync_every_without_a_model_is_refused() {
     let crm = Crm::build();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_crm-mcp"))
