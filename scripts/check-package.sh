@@ -74,7 +74,7 @@ shellcheck docker_entrypoint.sh scripts/*.sh
 # Every binary the package or the entrypoint runs, with the flags they pass to it.
 # Kept honest below: each crm-* name and each --flag literal in start9/0.4/startos and
 # docker_entrypoint.sh must appear here.
-contract='crm-mcp --config --http
+contract='crm-mcp --config --http --sync-every
 crm-sync --config --json --watch --interval
 crm-backfill --config --json --recreate
 crm-resolve --config --json

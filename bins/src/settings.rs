@@ -326,7 +326,8 @@ impl Default for FuzzySettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncSettings {
-    /// Seconds between runs of `crm-sync --watch`.
+    /// Seconds between runs of `crm-sync --watch` and of `crm-mcp --sync-every` (when
+    /// given no SECS).
     pub interval_secs: u64,
     /// Rows read per batch.
     pub batch_size: u32,

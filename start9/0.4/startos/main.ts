@@ -109,8 +109,20 @@ export const main = sdk.setupMain(async ({ effects }) => {
       subcontainer: sdk.SubContainer.of(effects, { imageId: 'substrate' }, substrateMounts, 'mcp'),
       exec: {
         // Bound to all interfaces so the StartOS proxy reaches it; crm-mcp then insists
-        // on the bearer token from config.json.
-        command: ['crm-mcp', '--config', CONFIG_PATH, '--http', `0.0.0.0:${MCP_PORT}`],
+        // on the bearer token from config.json. `--sync-every` keeps the index in step
+        // from this same process (at start, then every sync.interval_secs): the
+        // embedded index admits one process at a time, so a separate `crm-sync --watch`
+        // would find it held by the searches and skip its runs. While Spark Control
+        // does not answer, the server serves and the sync retries.
+        command: [
+          'crm-mcp',
+          '--config',
+          CONFIG_PATH,
+          '--http',
+          `0.0.0.0:${MCP_PORT}`,
+          '--sync-every',
+          ...(interval === undefined ? [] : [String(interval)]),
+        ],
         cwd: DATA_DIR,
       },
       ready: {
@@ -118,26 +130,6 @@ export const main = sdk.setupMain(async ({ effects }) => {
         fn: mcpHealth,
       },
       // The CRM creates its tables on first start; crm-mcp checks them when it opens.
-      requires: ['primary'],
-    })
-    .addDaemon('sync', {
-      subcontainer: sdk.SubContainer.of(effects, { imageId: 'substrate' }, substrateMounts, 'sync'),
-      exec: {
-        command: [
-          'crm-sync',
-          '--config',
-          CONFIG_PATH,
-          '--watch',
-          ...(interval === undefined ? [] : ['--interval', String(interval)]),
-        ],
-        cwd: DATA_DIR,
-      },
-      ready: {
-        display: null,
-        // crm-sync --watch has no port; it counts as up once started, and a crash is
-        // retried by StartOS with backoff (its errors are in the logs).
-        fn: () => ({ result: 'success', message: null }),
-      },
       requires: ['primary'],
     })
 })

@@ -5,7 +5,7 @@ import { configJson } from '../fileModels/config.json'
  * When an action that writes the search index may run.
  *
  * The embedded index is one process at a time (an exclusive lock on its directory), and
- * while the service runs, `crm-mcp` and `crm-sync` hold it; so with the embedded index
+ * while the service runs, `crm-mcp` holds it (it searches and syncs); so with the embedded index
  * these actions run while the service is stopped. A Qdrant server takes concurrent
  * writers, so with one configured they run at any time.
  */
