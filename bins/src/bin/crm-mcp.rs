@@ -20,7 +20,7 @@ use embed::dense::DenseEmbedder;
 use index_qdrant::Index;
 use mcp_tools::http::{CancellationToken, HttpConfig};
 use mcp_tools::search::DenseModel;
-use mcp_tools::{CrmTools, SearchBackend, SearchConfig, ToolsConfig};
+use mcp_tools::{CrmTools, SearchBackend, SearchConfig, SyncStatus, ToolsConfig};
 use sync_watermark::{Indexer, NoProgress};
 
 /// Serve the CRM to AI agents over MCP.
@@ -112,6 +112,7 @@ async fn run(
     search.rrf_k = settings.qdrant.rrf_k;
     let shutdown = CancellationToken::new();
     let mut syncing = None;
+    let sync_status = SyncStatus::default();
     let search = match sync_every {
         None => SearchBackend::new(search, dense)?,
         Some(interval) => {
@@ -133,11 +134,19 @@ async fn run(
                 index: index.clone(),
                 dense: dense_model,
             };
-            syncing = Some(tokio::spawn(sync_loop(setup, interval, shutdown.clone())));
+            syncing = Some(tokio::spawn(sync_loop(
+                setup,
+                interval,
+                shutdown.clone(),
+                sync_status.clone(),
+            )));
             SearchBackend::sharing(search, dense, index)?
         }
     };
     let tools = CrmTools::with_search(store, config, search)?;
+    if syncing.is_some() {
+        tools.report_sync(sync_status);
+    }
     tracing::info!(
         db = %settings.db_path.display(),
         read_only = settings.mcp.read_only,
@@ -205,7 +214,12 @@ impl SyncSetup {
 /// the server starts (the server serves meanwhile), except a fingerprint mismatch, which
 /// needs an operator (`crm-backfill --recreate`): it ends the loop with an error logged,
 /// and searches go on.
-async fn sync_loop(setup: SyncSetup, interval: Duration, stop: CancellationToken) {
+async fn sync_loop(
+    setup: SyncSetup,
+    interval: Duration,
+    stop: CancellationToken,
+    status: SyncStatus,
+) {
     tracing::info!(
         interval_secs = interval.as_secs(),
         "keeping the index in step with the CRM"
@@ -231,8 +245,13 @@ async fn sync_loop(setup: SyncSetup, interval: Duration, stop: CancellationToken
         match setup.indexer().await {
             Ok(indexer) => break indexer,
             Err(err) => {
+                let reason = format!("{err:#}");
+                status.waiting(format!(
+                    "{reason} (retrying every {} s)",
+                    interval.as_secs()
+                ));
                 tracing::warn!(
-                    reason = %format!("{err:#}"),
+                    reason = %reason,
                     retry_in_secs = interval.as_secs(),
                     "the sync cannot start yet; searches and reads go on"
                 );
@@ -243,6 +262,7 @@ async fn sync_loop(setup: SyncSetup, interval: Duration, stop: CancellationToken
             }
         }
     };
+    status.running();
     let watched = watch(
         interval,
         &stop,
@@ -260,7 +280,9 @@ async fn sync_loop(setup: SyncSetup, interval: Duration, stop: CancellationToken
     )
     .await;
     if let Err(why) = watched {
-        tracing::error!(reason = %format!("{why:#}"), "stopped syncing: the index needs crm-backfill --recreate");
+        let reason = format!("{why:#}");
+        status.stopped(reason.clone());
+        tracing::error!(reason = %reason, "stopped syncing: the index needs crm-backfill --recreate");
     }
 }
 

@@ -551,6 +551,65 @@ async fn a_syncing_server_serves_while_its_embedder_is_down_and_syncs_once_it_an
     client.cancel().await.unwrap();
 }
 
+/// `/health` of the server at `base`: HTTP status and body.
+async fn health_of(base: &str) -> (u16, Value) {
+    let res = reqwest::get(format!("{base}/health")).await.unwrap();
+    let code = res.status().as_u16();
+    (code, res.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn health_shows_the_servers_own_sync_waiting_then_stopped_for_a_rebuild() {
+    // The index was built with one model; the server's embedder has another dimension.
+    // While the embedder fails, the sync waits (the server is healthy); once it
+    // answers, its fingerprint does not match the index, the sync stops, and /health
+    // turns degraded with the reason.
+    let crm = Crm::build();
+    let built_with = instant(DIM).await;
+    build_index(&crm, built_with.url()).await;
+    let other = instant(DIM * 2).await;
+    other.controls().fail_all(Some(503));
+    let owned = model_env(other.url());
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let http = http(&crm, &["--sync-every", "1"], &env).await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (code, health) = health_of(&http.base).await;
+        if health["sync"]["state"] == "starting" && health["sync"]["detail"].is_string() {
+            assert_eq!(code, 200, "{health}");
+            assert_eq!(health["status"], "ok", "{health}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never said it was waiting: {health}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    other.controls().fail_all(None);
+    loop {
+        let (code, health) = health_of(&http.base).await;
+        if health["sync"]["state"] == "stopped" {
+            assert_eq!(code, 503, "{health}");
+            assert_eq!(health["status"], "degraded", "{health}");
+            let error = health["error"].as_str().unwrap_or_default();
+            assert!(
+                error.starts_with("index sync stopped:") && error.contains("--recreate"),
+                "{health}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never stopped on the mismatch: {health}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(http.terminate().await.success());
+}
+
 #[tokio::test]
 async fn sync_every_without_a_model_is_refused() {
     let crm = Crm::build();

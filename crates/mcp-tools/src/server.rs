@@ -74,6 +74,65 @@ struct Inner {
     store: Store,
     config: ToolsConfig,
     search: Option<Arc<SearchBackend>>,
+    sync: std::sync::OnceLock<SyncStatus>,
+}
+
+/// The state of a sync loop that runs in the server's process (`crm-mcp --sync-every`),
+/// shared between the loop, which reports, and `/health`, which shows it. Clones share
+/// one state.
+#[derive(Debug, Clone, Default)]
+pub struct SyncStatus(Arc<std::sync::Mutex<SyncHealth>>);
+
+/// What `/health` says of the server's own sync loop.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SyncHealth {
+    /// `starting` (it cannot start yet, e.g. Spark Control does not answer; it
+    /// retries), `running`, or `stopped` (it needs an operator; the server is then
+    /// `degraded`).
+    pub state: &'static str,
+    /// Why it is starting or stopped.
+    pub detail: Option<String>,
+}
+
+impl Default for SyncHealth {
+    fn default() -> Self {
+        Self {
+            state: "starting",
+            detail: None,
+        }
+    }
+}
+
+impl SyncStatus {
+    /// The loop cannot start yet, for `reason`; it retries.
+    pub fn waiting(&self, reason: impl Into<String>) {
+        self.set("starting", Some(reason.into()));
+    }
+
+    /// The loop runs.
+    pub fn running(&self) {
+        self.set("running", None);
+    }
+
+    /// The loop ended for `reason` and will not sync again in this process.
+    pub fn stopped(&self, reason: impl Into<String>) {
+        self.set("stopped", Some(reason.into()));
+    }
+
+    /// The state now.
+    pub fn get(&self) -> SyncHealth {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, state: &'static str, detail: Option<String>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = SyncHealth { state, detail };
+    }
 }
 
 impl std::fmt::Debug for CrmTools {
@@ -88,8 +147,8 @@ impl std::fmt::Debug for CrmTools {
 /// What `/health` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
-    /// `ok` when the database answers and the index is ready (or not configured),
-    /// `degraded` otherwise.
+    /// `ok` when the database answers, the index is ready (or not configured) and the
+    /// process's own sync loop, if any, has not stopped; `degraded` otherwise.
     pub status: &'static str,
     /// Whether a read of the database succeeded.
     pub db_ok: bool,
@@ -97,6 +156,9 @@ pub struct Health {
     pub error: Option<String>,
     /// The search index.
     pub index: IndexStatus,
+    /// The sync loop this process runs (`crm-mcp --sync-every`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncHealth>,
     /// This server's version.
     pub version: &'static str,
     /// Whether the write tools are off.
@@ -137,6 +199,7 @@ impl CrmTools {
                 store,
                 config,
                 search,
+                sync: std::sync::OnceLock::new(),
             }),
             tool_router,
         })
@@ -162,6 +225,12 @@ impl CrmTools {
     /// The configuration.
     pub fn config(&self) -> &ToolsConfig {
         &self.inner.config
+    }
+
+    /// Shows `status`, the state of a sync loop running in this process, in `/health`
+    /// (the first call wins).
+    pub fn report_sync(&self, status: SyncStatus) {
+        let _ = self.inner.sync.set(status);
     }
 
     /// The search index's state.
@@ -200,6 +269,8 @@ impl CrmTools {
             Ok(_) => (true, None),
             Err(e) => (false, Some(e.to_string())),
         };
+        let sync = self.inner.sync.get().map(SyncStatus::get);
+        let sync_ok = sync.as_ref().is_none_or(|s| s.state != "stopped");
         let error = error.or_else(|| {
             (!index_ok).then(|| {
                 format!(
@@ -212,11 +283,26 @@ impl CrmTools {
                 )
             })
         });
+        let error = error.or_else(|| {
+            (!sync_ok).then(|| {
+                format!(
+                    "index sync stopped: {}",
+                    sync.as_ref()
+                        .and_then(|s| s.detail.clone())
+                        .unwrap_or_default()
+                )
+            })
+        });
         Health {
-            status: if db_ok && index_ok { "ok" } else { "degraded" },
+            status: if db_ok && index_ok && sync_ok {
+                "ok"
+            } else {
+                "degraded"
+            },
             db_ok,
             error,
             index,
+            sync,
             version: env!("CARGO_PKG_VERSION"),
             read_only: self.inner.config.read_only,
         }
