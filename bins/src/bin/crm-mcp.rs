@@ -21,7 +21,7 @@ use index_qdrant::Index;
 use mcp_tools::http::{CancellationToken, HttpConfig};
 use mcp_tools::search::DenseModel;
 use mcp_tools::{CrmTools, SearchBackend, SearchConfig, SyncStatus, ToolsConfig};
-use sync_watermark::{Indexer, NoProgress};
+use sync_watermark::{Indexer, NoProgress, SyncError};
 
 /// Serve the CRM to AI agents over MCP.
 ///
@@ -209,11 +209,12 @@ impl SyncSetup {
     }
 }
 
-/// Syncs now and then `interval` after each run ends, until `stop`. Failures are logged
-/// and retried at the next interval, including an embedder that does not answer when
-/// the server starts (the server serves meanwhile), except a fingerprint mismatch, which
-/// needs an operator (`crm-backfill --recreate`): it ends the loop with an error logged,
-/// and searches go on.
+/// Syncs now and then `interval` after each run ends, until `stop`, reporting its state
+/// to `status`. Failures are logged and retried at the next interval, including an
+/// embedder that does not answer when the server starts (the server serves meanwhile),
+/// except a fingerprint mismatch, which needs an operator (`crm-backfill --recreate`),
+/// and a setup that cannot work (settings the indexer refuses): those end the loop with
+/// an error logged and the state `stopped`, and searches go on.
 async fn sync_loop(
     setup: SyncSetup,
     interval: Duration,
@@ -244,6 +245,18 @@ async fn sync_loop(
     let indexer = loop {
         match setup.indexer().await {
             Ok(indexer) => break indexer,
+            // Anything but the embedder not answering is not going to change by itself.
+            Err(err)
+                if !matches!(
+                    err.downcast_ref::<SyncError>(),
+                    Some(SyncError::Embed { .. })
+                ) =>
+            {
+                let reason = format!("{err:#}");
+                status.stopped(reason.clone());
+                tracing::error!(reason = %reason, "the sync cannot start; searches and reads go on");
+                return;
+            }
             Err(err) => {
                 let reason = format!("{err:#}");
                 status.waiting(format!(
