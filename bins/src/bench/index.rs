@@ -75,6 +75,11 @@ pub struct IndexArgs {
     /// Hybrid queries timed.
     #[arg(long, default_value_t = 2_000)]
     pub queries: usize,
+    /// Hits of each prefetch (dense and BM25) a hybrid query fuses, as `search` asks
+    /// by default; lower costs less (every hit of every segment is looked up by id)
+    /// at some recall of the fused list.
+    #[arg(long, default_value_t = index_qdrant::DEFAULT_PREFETCH_LIMIT)]
+    pub prefetch_limit: usize,
     /// Dimension of the instant embedder's vectors (all-MiniLM-L6-v2 has 384).
     #[arg(long, default_value_t = 384)]
     pub dim: usize,
@@ -381,6 +386,12 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
         args.dim > 0 && args.queries > 0,
         "--dim and --queries must be at least 1"
     );
+    ensure!(
+        (1..=index_qdrant::MAX_LIMIT).contains(&args.prefetch_limit),
+        "--prefetch-limit must be 1 to {}, not {}",
+        index_qdrant::MAX_LIMIT,
+        args.prefetch_limit
+    );
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
         None => std::env::current_exe()
@@ -599,6 +610,12 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
         let latency = query_latency(&index_dir, args)?;
         report.row(["query", "points", &latency.points.to_string(), ""]);
         report.row(["query", "shards", &latency.shards.to_string(), ""]);
+        report.row([
+            "query",
+            "hybrid prefetch limit",
+            &args.prefetch_limit.to_string(),
+            "",
+        ]);
         report.row(["query", "open ms", &format!("{:.0}", ms(latency.open)), ""]);
         report.row([
             "query",
@@ -621,6 +638,7 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
         }
         report.figure("query_points", latency.points);
         report.figure("query_shards", latency.shards as u64);
+        report.figure("query_prefetch_limit", args.prefetch_limit as u64);
         report.figure("query_open_ms", ms(latency.open));
         report.figure("query_warm_ms", ms(latency.warm));
     }
@@ -672,7 +690,7 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
 }
 
 /// Turns a query's two vectors into the request of one mode.
-type MakeRequest = fn(&(Vec<f32>, SparseVector)) -> SearchRequest;
+type MakeRequest = Box<dyn Fn(&(Vec<f32>, SparseVector)) -> SearchRequest>;
 
 /// Search latency of one mode.
 struct ModeLatency {
@@ -731,12 +749,22 @@ fn query_latency(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<QueryLate
             warming.wait();
         }
         let warm = started.elapsed();
+        let prefetch = args.prefetch_limit;
         let modes: [(&'static str, MakeRequest); 3] = [
-            ("hybrid", |(d, s)| {
-                SearchRequest::hybrid(d.clone(), s.clone(), 10)
-            }),
-            ("dense", |(d, _)| SearchRequest::dense(d.clone(), 10)),
-            ("sparse", |(_, s)| SearchRequest::sparse(s.clone(), 10)),
+            (
+                "hybrid",
+                Box::new(move |(d, s)| {
+                    SearchRequest::hybrid(d.clone(), s.clone(), 10).with_prefetch_limit(prefetch)
+                }),
+            ),
+            (
+                "dense",
+                Box::new(|(d, _)| SearchRequest::dense(d.clone(), 10)),
+            ),
+            (
+                "sparse",
+                Box::new(|(_, s)| SearchRequest::sparse(s.clone(), 10)),
+            ),
         ];
         let mut measured = Vec::new();
         for (mode, request) in modes {
