@@ -268,9 +268,8 @@ pub struct QdrantSettings {
     pub rrf_k: u32,
     /// Shards of an embedded collection when it is created (1 to 64, or 0 for automatic:
     /// from 500,000 CRM rows on two cores or more, one per 350,000 rows, two to three;
-    /// else one). Each is
-    /// written by a thread of its own, so a build of a large CRM on several cores goes
-    /// faster; BM25 statistics are then per shard (see the README).
+    /// else one). Each is written by a thread of its own, so a build of a large CRM on
+    /// several cores goes faster; BM25 statistics are then per shard (see the README).
     pub embedded_shards: u32,
 }
 

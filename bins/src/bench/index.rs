@@ -99,10 +99,9 @@ pub struct IndexArgs {
     pub parts: Vec<Part>,
     /// Shards of the embedded collection (`qdrant.embedded_shards`; when not given, the
     /// settings' default: automatic, one per 350,000 rows, two to three, from 500,000 rows
-    /// on two cores or more). A build
-    /// with an explicit count above one goes to its own index directory,
-    /// `index-{rows}-{shards}shards`, so builds of several layouts can be kept side by
-    /// side.
+    /// on two cores or more). A build with an explicit count above one goes to its own
+    /// index directory, `index-{rows}-{shards}shards`, so builds of several layouts can
+    /// be kept side by side.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub shards: Option<u32>,
     /// Directory holding `crm-backfill` and `crm-sync` (default: beside `crm-bench`).

@@ -377,6 +377,42 @@ async fn poll_sparse(
     }
 }
 
+/// Whether `crm_stats` lists a sync run that ended well.
+fn synced(stats: &Value) -> bool {
+    stats["last_runs"].as_array().is_some_and(|runs| {
+        runs.iter()
+            .any(|r| r["step"] == "sync" && r["status"] == "ok")
+    })
+}
+
+/// Asks `probe` every 200 ms until `done` holds for its answer, which is returned; fails
+/// saying `what` never happened after 60 s.
+async fn eventually<T: std::fmt::Debug, F: Future<Output = T>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let answer = probe().await;
+        if done(&answer) {
+            return answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {what} within 60 s; last answer: {answer:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// `/health` of the server at `base`: HTTP status and body.
+async fn health_of(base: &str) -> (u16, Value) {
+    let res = reqwest::get(format!("{base}/health")).await.unwrap();
+    let code = res.status().as_u16();
+    (code, res.json().await.unwrap())
+}
+
 #[tokio::test]
 async fn a_server_that_syncs_builds_its_index_and_follows_the_crm() {
     // No index yet: `--sync-every` builds it with its first sync, then keeps it in step
@@ -391,21 +427,12 @@ async fn a_server_that_syncs_builds_its_index_and_follows_the_crm() {
     })
     .await;
     // Searchable early in the build; wait for the first sync to end.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let stats = ok(&client, "crm_stats", json!({})).await;
-        if stats["last_runs"].as_array().is_some_and(|runs| {
-            runs.iter()
-                .any(|r| r["step"] == "sync" && r["status"] == "ok")
-        }) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first sync never ended: {stats}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    eventually(
+        "the first sync ended",
+        || ok(&client, "crm_stats", json!({})),
+        synced,
+    )
+    .await;
 
     // A new row is found by a later sync; a hard delete is noticed too.
     const NEW: i64 = 990_001;
@@ -426,18 +453,12 @@ async fn a_server_that_syncs_builds_its_index_and_follows_the_crm() {
     crm.conn()
         .execute("DELETE FROM people WHERE id = ?1", [NEW])
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let stats = ok(&client, "crm_stats", json!({})).await;
-        if stats["index"]["points"].as_u64().unwrap() < points_before {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the deleted row's points stayed: {stats}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    eventually(
+        "the deleted row's points went",
+        || ok(&client, "crm_stats", json!({})),
+        |stats| stats["index"]["points"].as_u64().unwrap() < points_before,
+    )
+    .await;
 
     // The process holds the embedded index: a crm-sync beside it is told so.
     let settings = settings(&crm, server.url());
@@ -464,24 +485,13 @@ async fn a_syncing_http_server_stops_cleanly_on_sigterm() {
     let owned = model_env(server.url());
     let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let http = http(&crm, &["--sync-every", "1"], &env).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let health: Value = reqwest::get(format!("{}/health", http.base))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if health["index"]["state"] == "ready" {
-            assert_eq!(health["status"], "ok", "{health}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never ready: {health}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let (_, health) = eventually(
+        "the index was ready",
+        || health_of(&http.base),
+        |(_, health)| health["index"]["state"] == "ready",
+    )
+    .await;
+    assert_eq!(health["status"], "ok", "{health}");
     // SIGTERM may land in the middle of the first sync (a full build): the server exits
     // cleanly, and what it committed is consistent, so a plain crm-sync completes it.
     assert!(http.terminate().await.success());
@@ -523,39 +533,20 @@ async fn a_syncing_server_serves_while_its_embedder_is_down_and_syncs_once_it_an
         server.controls().requests()
     );
     let stats = ok(&client, "crm_stats", json!({})).await;
-    let synced = |stats: &Value| {
-        stats["last_runs"].as_array().is_some_and(|runs| {
-            runs.iter()
-                .any(|r| r["step"] == "sync" && r["status"] == "ok")
-        })
-    };
     assert!(!synced(&stats), "no sync can have run: {stats}");
 
     server.controls().fail_all(None);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let stats = ok(&client, "crm_stats", json!({})).await;
-        if synced(&stats) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no sync after the embedder came back: {stats}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    eventually(
+        "a sync after the embedder came back",
+        || ok(&client, "crm_stats", json!({})),
+        synced,
+    )
+    .await;
     poll_sparse(&client, "Lovelace", |keys| {
         keys.contains(&("people".to_owned(), ADA))
     })
     .await;
     client.cancel().await.unwrap();
-}
-
-/// `/health` of the server at `base`: HTTP status and body.
-async fn health_of(base: &str) -> (u16, Value) {
-    let res = reqwest::get(format!("{base}/health")).await.unwrap();
-    let code = res.status().as_u16();
-    (code, res.json().await.unwrap())
 }
 
 #[tokio::test]
@@ -573,40 +564,29 @@ async fn health_shows_the_servers_own_sync_waiting_then_stopped_for_a_rebuild() 
     let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let http = http(&crm, &["--sync-every", "1"], &env).await;
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let (code, health) = health_of(&http.base).await;
-        if health["sync"]["state"] == "starting" && health["sync"]["detail"].is_string() {
-            assert_eq!(code, 200, "{health}");
-            assert_eq!(health["status"], "ok", "{health}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sync never said it was waiting: {health}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let (code, health) = eventually(
+        "the sync said it was waiting",
+        || health_of(&http.base),
+        |(_, health)| health["sync"]["state"] == "starting" && health["sync"]["detail"].is_string(),
+    )
+    .await;
+    assert_eq!(code, 200, "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
 
     other.controls().fail_all(None);
-    loop {
-        let (code, health) = health_of(&http.base).await;
-        if health["sync"]["state"] == "stopped" {
-            assert_eq!(code, 503, "{health}");
-            assert_eq!(health["status"], "degraded", "{health}");
-            let error = health["error"].as_str().unwrap_or_default();
-            assert!(
-                error.starts_with("index sync stopped:") && error.contains("--recreate"),
-                "{health}"
-            );
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sync never stopped on the mismatch: {health}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let (code, health) = eventually(
+        "the sync stopped on the mismatch",
+        || health_of(&http.base),
+        |(_, health)| health["sync"]["state"] == "stopped",
+    )
+    .await;
+    assert_eq!(code, 503, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    let error = health["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("index sync stopped:") && error.contains("--recreate"),
+        "{health}"
+    );
     assert!(http.terminate().await.success());
 }
 

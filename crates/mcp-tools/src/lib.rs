@@ -56,7 +56,9 @@ pub use error::{McpError, ToolError};
 pub use reads::*;
 pub use review::*;
 pub use search::{IndexState, IndexStatus, SearchBackend, SearchConfig};
-pub use server::{CrmTools, Health, SERVER_NAME, SyncHealth, SyncStatus, WRITE_TOOLS, serve_stdio};
+pub use server::{
+    CrmTools, Health, SERVER_NAME, SyncHealth, SyncState, SyncStatus, WRITE_TOOLS, serve_stdio,
+};
 pub use text::{CLIP_MARKER, LongText};
 pub use views::{EntityView, InteractionRef, LinkedRow, MergeView, OrgRef, PersonRef};
 pub use writes::*;

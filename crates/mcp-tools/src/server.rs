@@ -84,39 +84,41 @@ struct Inner {
 pub struct SyncStatus(Arc<std::sync::Mutex<SyncHealth>>);
 
 /// What `/health` says of the server's own sync loop.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct SyncHealth {
-    /// `starting` (it cannot start yet, e.g. Spark Control does not answer; it
-    /// retries), `running`, or `stopped` (it needs an operator; the server is then
-    /// `degraded`).
-    pub state: &'static str,
+    /// Where the loop is.
+    pub state: SyncState,
     /// Why it is starting or stopped.
     pub detail: Option<String>,
 }
 
-impl Default for SyncHealth {
-    fn default() -> Self {
-        Self {
-            state: "starting",
-            detail: None,
-        }
-    }
+/// The state of the server's own sync loop.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// It cannot start yet (e.g. Spark Control does not answer); it retries.
+    #[default]
+    Starting,
+    /// It syncs at its interval.
+    Running,
+    /// It ended and needs an operator; the server is then `degraded`.
+    Stopped,
 }
 
 impl SyncStatus {
     /// The loop cannot start yet, for `reason`; it retries.
     pub fn waiting(&self, reason: impl Into<String>) {
-        self.set("starting", Some(reason.into()));
+        self.set(SyncState::Starting, Some(reason.into()));
     }
 
     /// The loop runs.
     pub fn running(&self) {
-        self.set("running", None);
+        self.set(SyncState::Running, None);
     }
 
     /// The loop ended for `reason` and will not sync again in this process.
     pub fn stopped(&self, reason: impl Into<String>) {
-        self.set("stopped", Some(reason.into()));
+        self.set(SyncState::Stopped, Some(reason.into()));
     }
 
     /// The state now.
@@ -127,7 +129,7 @@ impl SyncStatus {
             .clone()
     }
 
-    fn set(&self, state: &'static str, detail: Option<String>) {
+    fn set(&self, state: SyncState, detail: Option<String>) {
         *self
             .0
             .lock()
@@ -270,7 +272,7 @@ impl CrmTools {
             Err(e) => (false, Some(e.to_string())),
         };
         let sync = self.inner.sync.get().map(SyncStatus::get);
-        let sync_ok = sync.as_ref().is_none_or(|s| s.state != "stopped");
+        let sync_ok = sync.as_ref().is_none_or(|s| s.state != SyncState::Stopped);
         let error = error.or_else(|| {
             (!index_ok).then(|| {
                 format!(
