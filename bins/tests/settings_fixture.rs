@@ -17,7 +17,11 @@ use crm_substrate::settings::{LogFormat, Secret, Settings, Sources};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // The directory the test runner gives at run time, not the one compiled in: a test
+    // binary built in another clone that shares the target directory is reused as is.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .join("tests/fixtures")
         .join(name)
 }

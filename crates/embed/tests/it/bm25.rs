@@ -13,7 +13,9 @@ struct Golden {
 }
 
 fn golden(name: &str) -> Vec<Golden> {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = crate::support::crate_dir()
+        .join("tests/fixtures")
+        .join(name);
     std::fs::read_to_string(&path)
         .unwrap()
         .lines()

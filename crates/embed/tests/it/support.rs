@@ -153,12 +153,18 @@ pub(crate) fn python_venv() -> PathBuf {
     dir
 }
 
+/// This crate's directory, as the test runner says at run time. Not `env!`: target
+/// directories are shared between clones, and cargo reuses a test binary built in
+/// another clone, with that clone's path compiled in, when the sources are the same.
+pub(crate) fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The repository root (two levels above this crate).
 pub(crate) fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    crate_dir().join("../..").canonicalize().unwrap()
 }
 
 /// The f32 GGUF of the test model that `scripts/setup-python.sh` writes next to it.
@@ -182,10 +188,7 @@ pub(crate) fn gguf_path() -> PathBuf {
 
 /// The reference sentences and their numpy embeddings.
 pub(crate) fn minilm_reference() -> Vec<(String, Vec<f32>)> {
-    let path = format!(
-        "{}/tests/fixtures/minilm_reference.jsonl",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = crate_dir().join("tests/fixtures/minilm_reference.jsonl");
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
