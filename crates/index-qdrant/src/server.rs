@@ -13,10 +13,11 @@ use qdrant_client::qdrant::{
     self, Condition, CountPoints, CreateCollection, CreateFieldIndexCollection, DatetimeRange,
     DeletePoints, Distance, FieldType, Filter, GetPoints, HnswConfigDiff, Modifier, NamedVectors,
     OptimizersConfigDiff, PointId, PointStruct, PointsSelector, PrefetchQuery, QuantizationConfig,
-    QuantizationType, Query, QueryPoints, Range, Rrf, ScalarQuantization, ScrollPoints,
-    SetPayloadPoints, SparseIndexConfig, SparseVectorConfig, SparseVectorParams, UpsertPoints,
-    VectorInput, VectorParams, VectorParamsMap, Vectors, VectorsConfig, point_id::PointIdOptions,
-    quantization_config, vector_output, vectors_config, vectors_output,
+    QuantizationSearchParams, QuantizationType, Query, QueryPoints, Range, Rrf, ScalarQuantization,
+    ScrollPoints, SearchParams, SetPayloadPoints, SparseIndexConfig, SparseVectorConfig,
+    SparseVectorParams, UpsertPoints, VectorInput, VectorParams, VectorParamsMap, Vectors,
+    VectorsConfig, point_id::PointIdOptions, quantization_config, vector_output, vectors_config,
+    vectors_output,
 };
 use qdrant_client::{Qdrant, QdrantError};
 use serde_json::{Map, Value};
@@ -516,6 +517,7 @@ impl Server {
                 request.query = Some(Query::new_nearest(VectorInput::new_dense(dense)));
                 request.using = Some(DENSE_VECTOR.to_owned());
                 request.filter = filter;
+                request.params = Some(dense_search_params());
             }
             PlanQuery::Sparse(sparse) => {
                 request.query = Some(Query::new_nearest(VectorInput::new_sparse(
@@ -537,6 +539,7 @@ impl Server {
                     using: Some(using.to_owned()),
                     filter: filter.clone(),
                     limit: Some(prefetch_limit as u64),
+                    params: (using == DENSE_VECTOR).then(dense_search_params),
                     ..PrefetchQuery::default()
                 };
                 request.prefetch.push(prefetch(
@@ -806,6 +809,18 @@ fn grpc_filter(spec: &FilterSpec) -> Option<Filter> {
         ),
     });
     Some(Filter::must(must))
+}
+
+/// A dense search's parameters: the int8 copy's candidates re-scored with the original
+/// vectors, as on the embedded engine (its `search_params` says why).
+fn dense_search_params() -> SearchParams {
+    SearchParams {
+        quantization: Some(QuantizationSearchParams {
+            rescore: Some(true),
+            ..QuantizationSearchParams::default()
+        }),
+        ..SearchParams::default()
+    }
 }
 
 fn dense_params(info: &qdrant::CollectionInfo) -> Option<&VectorParams> {

@@ -72,6 +72,7 @@ conformance!(
     concurrent_searches_while_upserting,
     optimize_keeps_every_point,
     in_memory_collection_searches_like_any_other,
+    dense_scores_are_exact_cosines_after_the_int8_copy_is_built,
 );
 
 fn ids_of(hits: &[index_qdrant::SearchHit]) -> Vec<ChunkId> {
@@ -1209,4 +1210,55 @@ async fn in_memory_collection_searches_like_any_other(h: &Harness) {
         .await
         .unwrap();
     assert_eq!(hits[0].id, points[5].id);
+}
+
+/// Candidates found on the int8 copy are re-scored with the original vectors: the
+/// scores a dense search returns, and its order, are the exact cosines (Qdrant leaves
+/// int8 scores, off in the second or third decimal, unless asked to re-score). The
+/// collection is large enough (12 MB of vectors) for the optimizer to give its segment
+/// a graph and an int8 copy; split in shards, each part stays below that, so the check
+/// bites on the unsharded engines.
+async fn dense_scores_are_exact_cosines_after_the_int8_copy_is_built(h: &Harness) {
+    const WIDE: usize = 384;
+    let wide = |seed: u64| -> Vec<f32> {
+        (0..(WIDE / DIM) as u64)
+            .flat_map(|part| spread(seed * 1_000 + part))
+            .collect()
+    };
+    h.index
+        .ensure_collection(&h.spec(WIDE), false)
+        .await
+        .unwrap();
+    let points: Vec<ChunkPoint> = (0..8_000)
+        .map(|id| point("people", id, 0, wide(id as u64), sparse(&[(7, 1.0)])))
+        .collect();
+    h.index.upsert(points.clone()).await.unwrap();
+    h.index.optimize().await.unwrap();
+    let exact = |query: &[f32], point: &ChunkPoint| -> f32 {
+        normalised(query)
+            .iter()
+            .zip(normalised(&point.dense))
+            .map(|(a, b)| a * b)
+            .sum()
+    };
+    for seed in [9_001, 9_002, 9_003] {
+        let query = wide(seed);
+        let hits = h
+            .index
+            .search(&SearchRequest::dense(query.clone(), 10))
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 10);
+        for hit in &hits {
+            let point = points.iter().find(|p| p.id == hit.id).unwrap();
+            let want = exact(&query, point);
+            assert!(
+                (hit.score - want).abs() < 1e-5,
+                "hit {} scored {} against an exact cosine of {want}",
+                hit.id,
+                hit.score
+            );
+        }
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    }
 }
