@@ -87,6 +87,8 @@ pub fn sync_config(
     let mut config = SyncConfig::new(LeaseConfig::new(holder, hostname(env)));
     config.batch_size = usize::try_from(settings.sync.batch_size.max(1)).unwrap_or(1024);
     config.overlap = Duration::from_secs(u64::from(settings.sync.overlap_secs));
+    config.collection.hnsw_m = Some(settings.qdrant.hnsw_m as usize);
+    config.collection.hnsw_ef_construct = Some(settings.qdrant.hnsw_ef_construct as usize);
     if let Some(fault) = env.get(FAULT_ENV).filter(|v| !v.is_empty()) {
         let point: FaultPoint = fault
             .parse()

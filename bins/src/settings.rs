@@ -252,6 +252,12 @@ impl Default for EmbeddingSettings {
     }
 }
 
+/// Default `qdrant.hnsw_m`: Qdrant's.
+pub const DEFAULT_HNSW_M: u32 = 16;
+
+/// Default `qdrant.hnsw_ef_construct`: Qdrant's.
+pub const DEFAULT_HNSW_EF_CONSTRUCT: u32 = 100;
+
 /// The search index: embedded by default, a Qdrant server when `url` is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -271,6 +277,14 @@ pub struct QdrantSettings {
     /// else one). Each is written by a thread of its own, so a build of a large CRM on
     /// several cores goes faster; BM25 statistics are then per shard (see the README).
     pub embedded_shards: u32,
+    /// Links per point of the dense HNSW graph (`m`, 4 to 128) of a collection when it
+    /// is created: more links find true neighbours more often and cost build time,
+    /// memory and query time.
+    pub hnsw_m: u32,
+    /// Candidates kept while linking a point into the HNSW graph (`ef_construct`, 4 to
+    /// 1,000) of a collection when it is created: the graph's build time grows with it,
+    /// its quality up to a point.
+    pub hnsw_ef_construct: u32,
 }
 
 impl Default for QdrantSettings {
@@ -282,6 +296,8 @@ impl Default for QdrantSettings {
             embedded_dir: None,
             rrf_k: 60,
             embedded_shards: 0,
+            hnsw_m: DEFAULT_HNSW_M,
+            hnsw_ef_construct: DEFAULT_HNSW_EF_CONSTRUCT,
         }
     }
 }
@@ -515,6 +531,18 @@ impl Settings {
                 self.qdrant.embedded_shards
             );
         }
+        if !(4..=128).contains(&self.qdrant.hnsw_m) {
+            bail!(
+                "qdrant.hnsw_m must be between 4 and 128, got {}",
+                self.qdrant.hnsw_m
+            );
+        }
+        if !(4..=1000).contains(&self.qdrant.hnsw_ef_construct) {
+            bail!(
+                "qdrant.hnsw_ef_construct must be between 4 and 1000, got {}",
+                self.qdrant.hnsw_ef_construct
+            );
+        }
         if self.spark_control.max_concurrency == 0 {
             bail!("spark_control.max_concurrency must be at least 1");
         }
@@ -697,6 +725,26 @@ mod tests {
 
         let err = Settings::load(&sources(&[(env::SPARK_CONTROL_URL, "spark.local")])).unwrap_err();
         assert!(format!("{err:#}").contains("spark_control.url"), "{err:#}");
+    }
+
+    #[test]
+    fn hnsw_settings_outside_the_engines_range_are_refused_by_name() {
+        for (m, ef, named) in [
+            (3, 100, "qdrant.hnsw_m"),
+            (129, 100, "qdrant.hnsw_m"),
+            (16, 3, "qdrant.hnsw_ef_construct"),
+            (16, 1001, "qdrant.hnsw_ef_construct"),
+        ] {
+            let mut settings = Settings::default();
+            settings.qdrant.hnsw_m = m;
+            settings.qdrant.hnsw_ef_construct = ef;
+            let err = settings.validate().unwrap_err();
+            assert!(format!("{err:#}").contains(named), "{err:#}");
+        }
+        let mut settings = Settings::default();
+        settings.qdrant.hnsw_m = 4;
+        settings.qdrant.hnsw_ef_construct = 1000;
+        settings.validate().unwrap();
     }
 
     #[test]

@@ -291,3 +291,49 @@ fn shards_are_chosen_when_the_collection_is_created_and_kept_after() {
     assert!(err.contains("qdrant.embedded_shards"), "{err}");
     assert!(err.contains("65"), "{err}");
 }
+
+/// The HNSW parameters in an embedded shard's own configuration file.
+fn stored_hnsw(env: &Env) -> (u64, u64) {
+    let path = env.index_dir.join("crm_chunks").join("edge_config.json");
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let hnsw = &config["hnsw_config"];
+    (
+        hnsw["m"].as_u64().unwrap(),
+        hnsw["ef_construct"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn hnsw_settings_apply_when_the_collection_is_created() {
+    let env = Env::with_shards(60, 32, 1);
+    let set = |m: u32, ef: u32| {
+        let mut settings: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&env.config).unwrap()).unwrap();
+        settings["qdrant"]["hnsw_m"] = serde_json::json!(m);
+        settings["qdrant"]["hnsw_ef_construct"] = serde_json::json!(ef);
+        std::fs::write(&env.config, serde_json::to_vec_pretty(&settings).unwrap()).unwrap();
+    };
+    set(12, 48);
+    let out = env.run(SYNC, &["--json"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stored_hnsw(&env), (12, 48));
+
+    // An existing collection keeps the graph it was created with; a rebuild takes the
+    // new values.
+    set(20, 64);
+    let out = env.run(SYNC, &["--json"], None);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stored_hnsw(&env), (12, 48));
+    let out = env.run(BACKFILL, &["--recreate", "--json"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stored_hnsw(&env), (20, 64));
+    let out = env.run(SYNC, &["--verify", "--json"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // Out of range: refused by name before anything runs.
+    set(16, 2);
+    let out = env.run(SYNC, &["--json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("qdrant.hnsw_ef_construct"), "{err}");
+}

@@ -61,6 +61,8 @@ export const qdrantShape = z.strictObject({
   embedded_dir: z.string().min(1).nullable().optional(),
   rrf_k: u32.optional(),
   embedded_shards: z.number().int().min(0).max(64).optional(),
+  hnsw_m: z.number().int().min(4).max(128).optional(),
+  hnsw_ef_construct: z.number().int().min(4).max(1000).optional(),
 })
 
 export const resolveShape = z.strictObject({
