@@ -39,7 +39,7 @@ use crm_store::Timestamp;
 use crm_store::synthetic::{self, SyntheticConfig};
 use embed::testing::{INSTANT_MODEL, InstantEmbeddingServer, InstantServerConfig, instant_vector};
 use embed::{Bm25Config, Bm25Encoder};
-use index_qdrant::{Index, IndexConfig, SearchRequest, SparseVector};
+use index_qdrant::{ChunkId, Index, IndexConfig, ScrollRequest, SearchRequest, SparseVector};
 use rand::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -59,6 +59,9 @@ pub enum Part {
     Serve,
     /// Hybrid query latency.
     Query,
+    /// Search quality: the dense (HNSW) top 10 against an exact scan of every stored
+    /// vector, and how much of the fused top 10 each hybrid prefetch depth keeps.
+    Quality,
     /// Full build with the in-process model.
     Local,
 }
@@ -94,7 +97,7 @@ pub struct IndexArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "build,sync,serve,query,local"
+        default_value = "build,sync,serve,query,quality,local"
     )]
     pub parts: Vec<Part>,
     /// Shards of the embedded collection (`qdrant.embedded_shards`; when not given, the
@@ -104,6 +107,16 @@ pub struct IndexArgs {
     /// be kept side by side.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub shards: Option<u32>,
+    /// Links per point of the HNSW graph (`qdrant.hnsw_m`; the settings' default when
+    /// not given). A build with it goes to an index directory of its own (`-m{M}`
+    /// appended).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(4..=128))]
+    pub hnsw_m: Option<u32>,
+    /// Build beam of the HNSW graph (`qdrant.hnsw_ef_construct`; the settings' default
+    /// when not given). A build with it goes to an index directory of its own (`-ef{N}`
+    /// appended).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(4..=1000))]
+    pub hnsw_ef_construct: Option<u32>,
     /// Directory holding `crm-backfill` and `crm-sync` (default: beside `crm-bench`).
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
@@ -205,18 +218,23 @@ fn write_settings(
     index_dir: &Path,
     spark_url: Option<&str>,
     model_dir: Option<&Path>,
-    batch_size: Option<u32>,
-    shards: Option<u32>,
+    args: &IndexArgs,
 ) -> anyhow::Result<PathBuf> {
     let mut settings = serde_json::json!({
         "db_path": db,
         "qdrant": { "embedded_dir": index_dir },
         "log": { "format": "json", "filter": "warn" },
     });
-    if let Some(shards) = shards {
+    if let Some(shards) = args.shards {
         settings["qdrant"]["embedded_shards"] = serde_json::json!(shards);
     }
-    if let Some(rows) = batch_size {
+    if let Some(m) = args.hnsw_m {
+        settings["qdrant"]["hnsw_m"] = serde_json::json!(m);
+    }
+    if let Some(ef) = args.hnsw_ef_construct {
+        settings["qdrant"]["hnsw_ef_construct"] = serde_json::json!(ef);
+    }
+    if let Some(rows) = args.batch_size {
         settings["sync"] = serde_json::json!({ "batch_size": rows });
     }
     if let Some(url) = spark_url {
@@ -417,22 +435,27 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
     let server = InstantEmbeddingServer::start_background(InstantServerConfig::new(args.dim))
         .context("starting the instant embeddings server")?;
     let db = crm(ctx, args.rows, "crm")?;
-    let index_dir = match args.shards {
-        Some(shards) if shards > 1 => {
-            report.figure("shards", u64::from(shards));
-            ctx.work_dir
-                .join(format!("index-{}-{shards}shards", args.rows))
-        }
-        _ => ctx.work_dir.join(format!("index-{}", args.rows)),
-    };
+    let mut index_name = format!("index-{}", args.rows);
+    if let Some(shards) = args.shards.filter(|shards| *shards > 1) {
+        report.figure("shards", u64::from(shards));
+        index_name.push_str(&format!("-{shards}shards"));
+    }
+    if let Some(m) = args.hnsw_m {
+        report.figure("hnsw_m", u64::from(m));
+        index_name.push_str(&format!("-m{m}"));
+    }
+    if let Some(ef) = args.hnsw_ef_construct {
+        report.figure("hnsw_ef_construct", u64::from(ef));
+        index_name.push_str(&format!("-ef{ef}"));
+    }
+    let index_dir = ctx.work_dir.join(index_name);
     let settings = write_settings(
         &ctx.work_dir,
         &db,
         &index_dir,
         Some(server.url()),
         None,
-        args.batch_size,
-        args.shards,
+        args,
     )?;
 
     if args.parts.contains(&Part::Build) {
@@ -632,14 +655,45 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
             let p99 = format!("{} p99 ms", m.mode);
             report.row(["query", &p50, &format!("{:.2}", ms(m.p50)), p50_target]);
             report.row(["query", &p99, &format!("{:.2}", ms(m.p99)), p99_target]);
-            report.figure(&format!("query_{}_p50_ms", m.mode), ms(m.p50));
-            report.figure(&format!("query_{}_p99_ms", m.mode), ms(m.p99));
+            let key = m.mode.replace(' ', "_");
+            report.figure(&format!("query_{key}_p50_ms"), ms(m.p50));
+            report.figure(&format!("query_{key}_p99_ms"), ms(m.p99));
         }
         report.figure("query_points", latency.points);
         report.figure("query_shards", latency.shards as u64);
         report.figure("query_prefetch_limit", args.prefetch_limit as u64);
         report.figure("query_open_ms", ms(latency.open));
         report.figure("query_warm_ms", ms(latency.warm));
+    }
+    if args.parts.contains(&Part::Quality) {
+        ensure!(
+            index_dir.exists(),
+            "the quality part needs the build part first"
+        );
+        let quality = search_quality(&index_dir, args)?;
+        report.row(["quality", "queries", &quality.queries.to_string(), ""]);
+        report.row([
+            "quality",
+            "exact scan: points, s",
+            &format!("{}, {:.1}", quality.scanned, quality.scan.as_secs_f64()),
+            "",
+        ]);
+        report.row([
+            "quality",
+            "dense recall@10 (HNSW vs exact)",
+            &format!("{:.3}", quality.dense_recall),
+            "",
+        ]);
+        report.figure("quality_dense_recall_at_10", quality.dense_recall);
+        for (depth, share) in &quality.agreement {
+            report.row([
+                "quality",
+                &format!("hybrid top 10, prefetch {depth}: share of {AGREEMENT_REFERENCE}'s"),
+                &format!("{share:.3}"),
+                "",
+            ]);
+            report.figure(&format!("quality_top10_agreement_prefetch_{depth}"), *share);
+        }
     }
     drop(server);
 
@@ -650,15 +704,8 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
             let index_dir = ctx
                 .work_dir
                 .join(format!("index-local-{}", args.local_rows));
-            let settings = write_settings(
-                &ctx.work_dir,
-                &db,
-                &index_dir,
-                None,
-                Some(&model),
-                args.batch_size,
-                args.shards,
-            )?;
+            let settings =
+                write_settings(&ctx.work_dir, &db, &index_dir, None, Some(&model), args)?;
             let run = run_child(&backfill, &settings, &["--recreate"])?;
             let chunks = run.total("chunks_upserted");
             let duration = Duration::from_millis(run.u64("duration_ms"));
@@ -688,6 +735,31 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
     Ok(vec![report])
 }
 
+/// `n` queries of the suite (text, dense and sparse vectors): one of [`QUERIES`] alone
+/// every third time, else two of them together, the same on every run.
+fn bench_queries(n: usize, dim: usize) -> anyhow::Result<Vec<(String, Vec<f32>, SparseVector)>> {
+    let bm25 = Bm25Encoder::new(Bm25Config::default())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    Ok((0..n)
+        .map(|i| {
+            let base = QUERIES[i % QUERIES.len()];
+            let extra = QUERIES[rng.random_range(0..QUERIES.len())];
+            let text = if i % 3 == 0 {
+                base.to_owned()
+            } else {
+                format!("{base} {extra}")
+            };
+            let sparse = bm25.query(&text);
+            let dense = instant_vector(&text, dim);
+            (
+                text,
+                dense,
+                SparseVector::new(sparse.indices, sparse.values),
+            )
+        })
+        .collect())
+}
+
 /// Turns a query's two vectors into the request of one mode.
 type MakeRequest = Box<dyn Fn(&(Vec<f32>, SparseVector)) -> SearchRequest>;
 
@@ -713,23 +785,9 @@ struct QueryLatency {
 /// beforehand. The dense and sparse runs show where a hybrid query's time goes: it runs
 /// both as prefetches and fuses them.
 fn query_latency(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<QueryLatency> {
-    let bm25 = Bm25Encoder::new(Bm25Config::default())?;
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let queries: Vec<(Vec<f32>, SparseVector)> = (0..args.queries)
-        .map(|i| {
-            let base = QUERIES[i % QUERIES.len()];
-            let extra = QUERIES[rng.random_range(0..QUERIES.len())];
-            let text = if i % 3 == 0 {
-                base.to_owned()
-            } else {
-                format!("{base} {extra}")
-            };
-            let sparse = bm25.query(&text);
-            (
-                instant_vector(&text, args.dim),
-                SparseVector::new(sparse.indices, sparse.values),
-            )
-        })
+    let queries: Vec<(Vec<f32>, SparseVector)> = bench_queries(args.queries, args.dim)?
+        .into_iter()
+        .map(|(_, dense, sparse)| (dense, sparse))
         .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -749,33 +807,58 @@ fn query_latency(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<QueryLate
         }
         let warm = started.elapsed();
         let prefetch = args.prefetch_limit;
-        let modes: [(&'static str, MakeRequest); 3] = [
+        // The search tool's first page: grouped per row, one more than the page to know
+        // whether another follows, prefetches as wide as its deepest page needs.
+        let page = mcp_tools::search::DEFAULT_SEARCH_LIMIT as usize + 1;
+        let modes: [(&'static str, bool, MakeRequest); 4] = [
             (
                 "hybrid",
+                false,
                 Box::new(move |(d, s)| {
                     SearchRequest::hybrid(d.clone(), s.clone(), 10).with_prefetch_limit(prefetch)
                 }),
             ),
             (
                 "dense",
+                false,
                 Box::new(|(d, _)| SearchRequest::dense(d.clone(), 10)),
             ),
             (
                 "sparse",
+                false,
                 Box::new(|(_, s)| SearchRequest::sparse(s.clone(), 10)),
+            ),
+            (
+                "search tool",
+                true,
+                Box::new(move |(d, s)| {
+                    SearchRequest::hybrid(d.clone(), s.clone(), page)
+                        .with_prefetch_limit(mcp_tools::search::HYBRID_PREFETCH)
+                }),
             ),
         ];
         let mut measured = Vec::new();
-        for (mode, request) in modes {
+        for (mode, grouped, request) in modes {
             let requests: Vec<SearchRequest> = queries.iter().map(request).collect();
+            let search = |request: &SearchRequest| {
+                let index = &index;
+                let request = request.clone();
+                async move {
+                    if grouped {
+                        index.search_grouped(&request).await
+                    } else {
+                        index.search(&request).await
+                    }
+                }
+            };
             // Warm-up: page the index in, as a running server would have it.
             for request in requests.iter().take(50) {
-                index.search(request).await?;
+                search(request).await?;
             }
             let mut samples = Vec::with_capacity(requests.len());
             for request in &requests {
                 let started = Instant::now();
-                let hits = index.search(request).await?;
+                let hits = search(request).await?;
                 samples.push(started.elapsed());
                 ensure!(
                     mode == "sparse" || !hits.is_empty(),
@@ -794,6 +877,154 @@ fn query_latency(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<QueryLate
             open,
             warm,
             modes: measured,
+        })
+    })
+}
+
+/// Prefetch depths whose fused top 10 the quality part compares.
+const AGREEMENT_DEPTHS: [usize; 5] = [20, 40, 100, 200, 400];
+
+/// The prefetch depth taken as exact: with RRF's k = 60 a chunk ranked below 1,000 in
+/// both lists scores under 2/1,060, far below any fused top 10.
+const AGREEMENT_REFERENCE: usize = 1_000;
+
+/// Distinct queries the quality part asks.
+const QUALITY_QUERIES: usize = 200;
+
+/// What the quality part measured.
+struct SearchQuality {
+    queries: usize,
+    /// Points the exact scan read.
+    scanned: u64,
+    scan: Duration,
+    /// Share of the exact top 10 the dense (HNSW) search finds, a hit scoring (exactly)
+    /// as high as the exact tenth counting as found.
+    dense_recall: f64,
+    /// For each of [`AGREEMENT_DEPTHS`], the mean share of the hybrid top 10 at
+    /// [`AGREEMENT_REFERENCE`] that the top 10 at that depth also holds.
+    agreement: Vec<(usize, f64)>,
+}
+
+/// The ten best of a stream of scored ids, kept sorted best first.
+struct TopTen(Vec<(f32, ChunkId)>);
+
+impl TopTen {
+    fn offer(&mut self, score: f32, id: ChunkId) {
+        if self.0.len() == 10 && self.0.last().is_some_and(|(worst, _)| score <= *worst) {
+            return;
+        }
+        let at = self.0.partition_point(|(s, _)| *s >= score);
+        self.0.insert(at, (score, id));
+        self.0.truncate(10);
+    }
+}
+
+/// Recall of the dense search against an exact scan of every stored vector, and the
+/// fused top 10's agreement across prefetch depths; see [`SearchQuality`].
+fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQuality> {
+    let mut seen = std::collections::HashSet::new();
+    let queries: Vec<(Vec<f32>, SparseVector)> = bench_queries(QUALITY_QUERIES * 4, args.dim)?
+        .into_iter()
+        .filter(|(text, _, _)| seen.insert(text.clone()))
+        .take(QUALITY_QUERIES)
+        .map(|(_, dense, sparse)| (dense, sparse))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let index = Index::open(IndexConfig::embedded(index_dir)).await?;
+        // The dense search's hits first; the scan below scores them exactly too, so a
+        // hit tied with the exact tenth counts as found whatever score the engine gave.
+        let mut searched: Vec<Vec<ChunkId>> = Vec::with_capacity(queries.len());
+        for (dense, _) in &queries {
+            let hits = index
+                .search(&SearchRequest::dense(dense.clone(), 10))
+                .await?;
+            searched.push(hits.into_iter().map(|hit| hit.id).collect());
+        }
+        // Exact: every stored vector against every query (unit vectors: cosine is the
+        // dot product), in pages of the collection in id order.
+        let started = Instant::now();
+        let mut exact: Vec<TopTen> = queries.iter().map(|_| TopTen(Vec::new())).collect();
+        let mut hit_scores: Vec<Vec<f32>> = searched
+            .iter()
+            .map(|hits| vec![f32::MIN; hits.len()])
+            .collect();
+        let mut scanned = 0u64;
+        let mut offset = None;
+        loop {
+            let page = index
+                .scroll(&ScrollRequest {
+                    limit: 10_000,
+                    offset,
+                    with_vectors: true,
+                    ..ScrollRequest::default()
+                })
+                .await?;
+            for point in &page.points {
+                let Some(vectors) = &point.vectors else {
+                    bail!("point {} came back without its vectors", point.id);
+                };
+                for (q, (query, _)) in queries.iter().enumerate() {
+                    let score: f32 = query.iter().zip(&vectors.dense).map(|(a, b)| a * b).sum();
+                    exact[q].offer(score, point.id);
+                    if let Some(at) = searched[q].iter().position(|id| *id == point.id) {
+                        hit_scores[q][at] = score;
+                    }
+                }
+            }
+            scanned += page.points.len() as u64;
+            match page.next_offset {
+                Some(next) => offset = Some(next),
+                None => break,
+            }
+        }
+        let scan = started.elapsed();
+
+        let mut found = 0usize;
+        let mut wanted = 0usize;
+        for (top, scores) in exact.iter().zip(&hit_scores) {
+            let tenth = top.0.last().map_or(f32::MIN, |(score, _)| *score);
+            wanted += top.0.len();
+            found += scores
+                .iter()
+                .filter(|score| **score >= tenth - 1e-6)
+                .count()
+                .min(top.0.len());
+        }
+
+        let fused = |depth: usize, (d, s): &(Vec<f32>, SparseVector)| {
+            let request =
+                SearchRequest::hybrid(d.clone(), s.clone(), 10).with_prefetch_limit(depth);
+            let index = &index;
+            async move {
+                let hits = index.search(&request).await?;
+                Ok::<_, anyhow::Error>(hits.into_iter().map(|hit| hit.id).collect::<Vec<_>>())
+            }
+        };
+        let mut kept = vec![0usize; AGREEMENT_DEPTHS.len()];
+        let mut total = 0usize;
+        for query in &queries {
+            let reference = fused(AGREEMENT_REFERENCE, query).await?;
+            total += reference.len();
+            for (depth, kept) in AGREEMENT_DEPTHS.iter().zip(&mut kept) {
+                let hits = fused(*depth, query).await?;
+                *kept += hits.iter().filter(|id| reference.contains(id)).count();
+            }
+        }
+        Ok(SearchQuality {
+            queries: queries.len(),
+            scanned,
+            scan,
+            dense_recall: found as f64 / wanted.max(1) as f64,
+            agreement: AGREEMENT_DEPTHS
+                .iter()
+                .zip(kept)
+                .map(|(depth, kept)| (*depth, kept as f64 / total.max(1) as f64))
+                .collect(),
         })
     })
 }

@@ -42,7 +42,7 @@ use crate::text::{LongText, TextLimits, clip, long_text, opt_clip, opt_long};
 use crate::views::{OrgRef, PersonRef, org_refs, person_refs, u32_len};
 
 /// Default and largest page of search results.
-const DEFAULT_SEARCH_LIMIT: u32 = 10;
+pub const DEFAULT_SEARCH_LIMIT: u32 = 10;
 const MAX_SEARCH_LIMIT: u32 = 50;
 /// How deep paging may go into one ranking.
 const MAX_SEARCH_DEPTH: u32 = 100;
@@ -51,7 +51,7 @@ const MAX_SEARCH_DEPTH: u32 = 100;
 /// Reciprocal rank fusion only ranks what the prefetches found, so a wider prefetch can
 /// reorder the fused list; one fixed width, enough for the deepest page (grouped search
 /// reads about four chunks per row), keeps the pages of one query from overlapping.
-const HYBRID_PREFETCH: usize = 4 * MAX_SEARCH_DEPTH as usize;
+pub const HYBRID_PREFETCH: usize = 4 * MAX_SEARCH_DEPTH as usize;
 
 /// The state of the search index as this server sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
