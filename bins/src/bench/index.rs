@@ -680,11 +680,18 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
         ]);
         report.row([
             "quality",
-            "dense recall@10 (HNSW vs exact)",
+            "dense recall@10 (HNSW vs exact), the queries",
             &format!("{:.3}", quality.dense_recall),
             "",
         ]);
         report.figure("quality_dense_recall_at_10", quality.dense_recall);
+        report.row([
+            "quality",
+            &format!("dense recall@10, {STORED_QUERIES} stored vectors as queries"),
+            &format!("{:.3}", quality.stored_recall),
+            "",
+        ]);
+        report.figure("quality_stored_recall_at_10", quality.stored_recall);
         for (depth, share) in &quality.agreement {
             report.row([
                 "quality",
@@ -891,15 +898,21 @@ const AGREEMENT_REFERENCE: usize = 1_000;
 /// Distinct queries the quality part asks.
 const QUALITY_QUERIES: usize = 200;
 
+/// Stored vectors the quality part also searches with: queries from the collection's
+/// own distribution, unlike the suite's few words.
+const STORED_QUERIES: usize = 50;
+
 /// What the quality part measured.
 struct SearchQuality {
     queries: usize,
     /// Points the exact scan read.
     scanned: u64,
     scan: Duration,
-    /// Share of the exact top 10 the dense (HNSW) search finds, a hit scoring (exactly)
-    /// as high as the exact tenth counting as found.
+    /// Share of the exact top 10 the dense (HNSW) search finds for the suite's queries,
+    /// a hit scoring (exactly) as high as the exact tenth counting as found.
     dense_recall: f64,
+    /// The same with [`STORED_QUERIES`] stored vectors as the queries.
+    stored_recall: f64,
     /// For each of [`AGREEMENT_DEPTHS`], the mean share of the hybrid top 10 at
     /// [`AGREEMENT_REFERENCE`] that the top 10 at that depth also holds.
     agreement: Vec<(usize, f64)>,
@@ -936,10 +949,26 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let index = Index::open(IndexConfig::embedded(index_dir)).await?;
+        // The suite's dense queries, then stored vectors spread over the first points.
+        let first = index
+            .scroll(&ScrollRequest {
+                limit: STORED_QUERIES * 40,
+                with_vectors: true,
+                ..ScrollRequest::default()
+            })
+            .await?;
+        let mut dense_queries: Vec<Vec<f32>> = queries.iter().map(|(d, _)| d.clone()).collect();
+        dense_queries.extend(
+            first
+                .points
+                .iter()
+                .step_by(40)
+                .filter_map(|point| point.vectors.as_ref().map(|v| v.dense.clone())),
+        );
         // The dense search's hits first; the scan below scores them exactly too, so a
         // hit tied with the exact tenth counts as found whatever score the engine gave.
-        let mut searched: Vec<Vec<ChunkId>> = Vec::with_capacity(queries.len());
-        for (dense, _) in &queries {
+        let mut searched: Vec<Vec<ChunkId>> = Vec::with_capacity(dense_queries.len());
+        for dense in &dense_queries {
             let hits = index
                 .search(&SearchRequest::dense(dense.clone(), 10))
                 .await?;
@@ -948,7 +977,7 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
         // Exact: every stored vector against every query (unit vectors: cosine is the
         // dot product), in pages of the collection in id order.
         let started = Instant::now();
-        let mut exact: Vec<TopTen> = queries.iter().map(|_| TopTen(Vec::new())).collect();
+        let mut exact: Vec<TopTen> = dense_queries.iter().map(|_| TopTen(Vec::new())).collect();
         let mut hit_scores: Vec<Vec<f32>> = searched
             .iter()
             .map(|hits| vec![f32::MIN; hits.len()])
@@ -968,7 +997,7 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
                 let Some(vectors) = &point.vectors else {
                     bail!("point {} came back without its vectors", point.id);
                 };
-                for (q, (query, _)) in queries.iter().enumerate() {
+                for (q, query) in dense_queries.iter().enumerate() {
                     let score: f32 = query.iter().zip(&vectors.dense).map(|(a, b)| a * b).sum();
                     exact[q].offer(score, point.id);
                     if let Some(at) = searched[q].iter().position(|id| *id == point.id) {
@@ -984,17 +1013,22 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
         }
         let scan = started.elapsed();
 
-        let mut found = 0usize;
-        let mut wanted = 0usize;
-        for (top, scores) in exact.iter().zip(&hit_scores) {
-            let tenth = top.0.last().map_or(f32::MIN, |(score, _)| *score);
-            wanted += top.0.len();
-            found += scores
-                .iter()
-                .filter(|score| **score >= tenth - 1e-6)
-                .count()
-                .min(top.0.len());
-        }
+        let recall = |range: std::ops::Range<usize>| {
+            let mut found = 0usize;
+            let mut wanted = 0usize;
+            for (top, scores) in exact[range.clone()].iter().zip(&hit_scores[range]) {
+                let tenth = top.0.last().map_or(f32::MIN, |(score, _)| *score);
+                wanted += top.0.len();
+                found += scores
+                    .iter()
+                    .filter(|score| **score >= tenth - 1e-6)
+                    .count()
+                    .min(top.0.len());
+            }
+            found as f64 / wanted.max(1) as f64
+        };
+        let dense_recall = recall(0..queries.len());
+        let stored_recall = recall(queries.len()..dense_queries.len());
 
         let fused = |depth: usize, (d, s): &(Vec<f32>, SparseVector)| {
             let request =
@@ -1019,7 +1053,8 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
             queries: queries.len(),
             scanned,
             scan,
-            dense_recall: found as f64 / wanted.max(1) as f64,
+            dense_recall,
+            stored_recall,
             agreement: AGREEMENT_DEPTHS
                 .iter()
                 .zip(kept)
