@@ -796,11 +796,7 @@ fn query_latency(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<QueryLate
         .into_iter()
         .map(|(_, dense, sparse)| (dense, sparse))
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = super::runtime()?;
     runtime.block_on(async {
         let started = Instant::now();
         let index = Index::open(IndexConfig::embedded(index_dir)).await?;
@@ -942,11 +938,7 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
         .take(QUALITY_QUERIES)
         .map(|(_, dense, sparse)| (dense, sparse))
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = super::runtime()?;
     runtime.block_on(async {
         let index = Index::open(IndexConfig::embedded(index_dir)).await?;
         // The suite's dense queries, then stored vectors spread over the first points.

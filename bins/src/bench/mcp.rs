@@ -93,11 +93,7 @@ pub fn run(ctx: &BenchContext, args: &McpArgs) -> anyhow::Result<Vec<Report>> {
          (cargo build --profile bench --bin crm-bench --bin crm-mcp) or pass --server",
         server.display()
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = super::runtime()?;
     let mut report = Report::new(
         "mcp",
         &["measure", "crm-substrate", "peer", "ratio", "target"],

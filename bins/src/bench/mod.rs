@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde_json::{Map, Value, json};
 
 use crate::cli::Terminal;
@@ -227,6 +228,16 @@ pub fn per_sec(count: u64, elapsed: Duration) -> f64 {
 /// Milliseconds of a duration as a float, for figures.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The async runtime of a suite that drives the index or a server in-process: two
+/// worker threads, as the machine the figures are reported for has two cores.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 #[cfg(test)]
