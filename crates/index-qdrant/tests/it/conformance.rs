@@ -1214,8 +1214,8 @@ async fn in_memory_collection_searches_like_any_other(h: &Harness) {
 
 /// Candidates found on the int8 copy are re-scored with the original vectors: the
 /// scores a dense search returns, and its order, are the exact cosines (Qdrant leaves
-/// the int8 approximations unless asked to re-score: 1.0002 for an exact 0.99999976
-/// here before it was asked). The
+/// the int8 approximations unless asked to re-score: 0.62620 for an exact 0.62606 here
+/// before it was asked). The
 /// collection is large enough (12 MB of vectors) for the optimizer to give its segment
 /// a graph and an int8 copy; split in shards, each part stays below that, so the check
 /// bites on the unsharded engines.
