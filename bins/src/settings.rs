@@ -258,6 +258,12 @@ pub const DEFAULT_HNSW_M: u32 = 16;
 /// Default `qdrant.hnsw_ef_construct`: Qdrant's.
 pub const DEFAULT_HNSW_EF_CONSTRUCT: u32 = 100;
 
+/// The values of `qdrant.hnsw_m` accepted.
+pub const HNSW_M_RANGE: std::ops::RangeInclusive<u32> = 4..=128;
+
+/// The values of `qdrant.hnsw_ef_construct` accepted.
+pub const HNSW_EF_CONSTRUCT_RANGE: std::ops::RangeInclusive<u32> = 4..=1000;
+
 /// The search index: embedded by default, a Qdrant server when `url` is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -531,17 +537,21 @@ impl Settings {
                 self.qdrant.embedded_shards
             );
         }
-        if !(4..=128).contains(&self.qdrant.hnsw_m) {
-            bail!(
-                "qdrant.hnsw_m must be between 4 and 128, got {}",
-                self.qdrant.hnsw_m
-            );
-        }
-        if !(4..=1000).contains(&self.qdrant.hnsw_ef_construct) {
-            bail!(
-                "qdrant.hnsw_ef_construct must be between 4 and 1000, got {}",
-                self.qdrant.hnsw_ef_construct
-            );
+        for (key, value, range) in [
+            ("qdrant.hnsw_m", self.qdrant.hnsw_m, HNSW_M_RANGE),
+            (
+                "qdrant.hnsw_ef_construct",
+                self.qdrant.hnsw_ef_construct,
+                HNSW_EF_CONSTRUCT_RANGE,
+            ),
+        ] {
+            if !range.contains(&value) {
+                bail!(
+                    "{key} must be between {} and {}, got {value}",
+                    range.start(),
+                    range.end()
+                );
+            }
         }
         if self.spark_control.max_concurrency == 0 {
             bail!("spark_control.max_concurrency must be at least 1");

@@ -45,7 +45,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 use super::{BenchContext, Report, ms, per_sec, percentile};
-use crate::settings::env;
+use crate::settings::{HNSW_EF_CONSTRUCT_RANGE, HNSW_M_RANGE, env};
 
 /// Parts of the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -110,16 +110,21 @@ pub struct IndexArgs {
     /// Links per point of the HNSW graph (`qdrant.hnsw_m`; the settings' default when
     /// not given). A build with it goes to an index directory of its own (`-m{M}`
     /// appended).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(4..=128))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(range_i64(&HNSW_M_RANGE)))]
     pub hnsw_m: Option<u32>,
     /// Build beam of the HNSW graph (`qdrant.hnsw_ef_construct`; the settings' default
     /// when not given). A build with it goes to an index directory of its own (`-ef{N}`
     /// appended).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(4..=1000))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(range_i64(&HNSW_EF_CONSTRUCT_RANGE)))]
     pub hnsw_ef_construct: Option<u32>,
     /// Directory holding `crm-backfill` and `crm-sync` (default: beside `crm-bench`).
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+}
+
+/// A settings range as clap's value parsers take it.
+fn range_i64(range: &std::ops::RangeInclusive<u32>) -> std::ops::RangeInclusive<i64> {
+    i64::from(*range.start())..=i64::from(*range.end())
 }
 
 /// The four table sizes for `rows` rows, in the other suites' proportions (people : orgs
@@ -843,25 +848,14 @@ fn query_latency(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<QueryLate
         let mut measured = Vec::new();
         for (mode, grouped, request) in modes {
             let requests: Vec<SearchRequest> = queries.iter().map(request).collect();
-            let search = |request: &SearchRequest| {
-                let index = &index;
-                let request = request.clone();
-                async move {
-                    if grouped {
-                        index.search_grouped(&request).await
-                    } else {
-                        index.search(&request).await
-                    }
-                }
-            };
             // Warm-up: page the index in, as a running server would have it.
             for request in requests.iter().take(50) {
-                search(request).await?;
+                timed_search(&index, request, grouped).await?;
             }
             let mut samples = Vec::with_capacity(requests.len());
             for request in &requests {
                 let started = Instant::now();
-                let hits = search(request).await?;
+                let hits = timed_search(&index, request, grouped).await?;
                 samples.push(started.elapsed());
                 ensure!(
                     mode == "sparse" || !hits.is_empty(),
@@ -882,6 +876,19 @@ fn query_latency(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<QueryLate
             modes: measured,
         })
     })
+}
+
+/// One search of the query part, grouped per row as the `search` tool asks or plain.
+async fn timed_search(
+    index: &Index,
+    request: &SearchRequest,
+    grouped: bool,
+) -> Result<Vec<index_qdrant::SearchHit>, index_qdrant::IndexError> {
+    if grouped {
+        index.search_grouped(request).await
+    } else {
+        index.search(request).await
+    }
 }
 
 /// Prefetch depths whose fused top 10 the quality part compares.

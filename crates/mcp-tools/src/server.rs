@@ -123,17 +123,18 @@ impl SyncStatus {
 
     /// The state now.
     pub fn get(&self) -> SyncHealth {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.lock().clone()
     }
 
     fn set(&self, state: SyncState, detail: Option<String>) {
-        *self
-            .0
+        *self.lock() = SyncHealth { state, detail };
+    }
+
+    /// The state, also after a panic elsewhere (it is replaced whole, never torn).
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncHealth> {
+        self.0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = SyncHealth { state, detail };
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
