@@ -191,6 +191,35 @@ impl<'a> MakeWriter<'a> for SuspendingStderr {
     }
 }
 
+/// Filter directives added to every log filter that does not name `qdrant_edge`.
+///
+/// qdrant-edge 0.7.2 logs, each time a shard is opened, that two process-wide settings
+/// were never initialised (`Feature flags not initialized!`, as a warning per segment,
+/// and `MULTI_MMAP_SUPPORT_CHECK_RESULT should be initialized…`) and that its
+/// write-ahead log was opened (at `info`). Qdrant's own server sets both at start-up;
+/// the embedded engine offers no way to, and falls back to the defaults the server would
+/// use, so the warnings say nothing an operator can act on: opening a three-shard index
+/// printed six of them. Those modules log nothing else, except two `mmap` warnings that
+/// need a setting no one here makes (a failed start-up check, or `QDRANT_NO_MULTI_MMAP`
+/// set by hand). The WAL keeps its warnings and errors.
+pub const QUIET_ENGINE_DIRECTIVES: [&str; 3] = [
+    "qdrant_edge::common::flags=error",
+    "qdrant_edge::common::mmap::ops=error",
+    "qdrant_edge::wal=warn",
+];
+
+/// `text` as a log filter, with [`QUIET_ENGINE_DIRECTIVES`] unless it names
+/// `qdrant_edge` itself (whoever does wants that engine's lines as written).
+pub fn log_filter(text: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    let mut filter = EnvFilter::try_new(text)?;
+    if !text.contains("qdrant_edge") {
+        for directive in QUIET_ENGINE_DIRECTIVES {
+            filter = filter.add_directive(directive.parse()?);
+        }
+    }
+    Ok(filter)
+}
+
 fn install_tracing(
     common: &CommonArgs,
     settings: &Settings,
@@ -198,18 +227,18 @@ fn install_tracing(
     terminal: &Terminal,
 ) -> anyhow::Result<()> {
     let filter = if common.quiet {
-        EnvFilter::new("warn")
+        log_filter("warn")?
     } else if common.verbose > 0 {
-        EnvFilter::new(if common.verbose == 1 {
+        log_filter(if common.verbose == 1 {
             "debug"
         } else {
             "trace"
-        })
+        })?
     } else if let Some(rust_log) = sources.env.get(crate::settings::env::LOG) {
-        EnvFilter::try_new(rust_log)
+        log_filter(rust_log)
             .with_context(|| format!("${} is not a valid filter", crate::settings::env::LOG))?
     } else {
-        EnvFilter::try_new(&settings.log.filter)
+        log_filter(&settings.log.filter)
             .with_context(|| format!("log.filter {:?} is not valid", settings.log.filter))?
     };
     let json = match settings.log.format {

@@ -337,3 +337,37 @@ fn hnsw_settings_apply_when_the_collection_is_created() {
     let err = stderr(&out);
     assert!(err.contains("qdrant.hnsw_ef_construct"), "{err}");
 }
+
+/// qdrant-edge's start-up chatter (settings it expects a server to initialise, its WAL
+/// opened) is kept out of the log unless the filter names the engine.
+#[test]
+fn the_engines_start_up_chatter_stays_out_of_the_log() {
+    const CHATTER: [&str; 3] = [
+        "Feature flags not initialized",
+        "MULTI_MMAP_SUPPORT_CHECK_RESULT",
+        "}: opened",
+    ];
+    let env = Env::with_shards(60, 32, 2);
+    let out = env.run(SYNC, &[], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // `RUST_LOG=info`, as every run here: our own lines, none of the engine's chatter.
+    let out = env.run(SYNC, &["--verify"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let quiet = stderr(&out);
+    for line in CHATTER {
+        assert!(!quiet.contains(line), "{line:?} in:\n{quiet}");
+    }
+
+    // A filter that names the engine gets its lines as written.
+    let out = env
+        .command(SYNC, &["--verify"])
+        .env("RUST_LOG", "info,qdrant_edge=info")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let loud = stderr(&out);
+    for line in CHATTER {
+        assert!(loud.contains(line), "{line:?} missing from:\n{loud}");
+    }
+}
