@@ -27,6 +27,10 @@
 //!   to open the index is reported beside them, and the time to read its search files
 //!   into the page cache (`Index::warm_cache`, as `crm-mcp` does at an open: qdrant-edge
 //!   evicts them when a process closes the collection), which the measurements wait for.
+//! - **quality**: the dense (HNSW) search's recall@10 against an exact scan of every
+//!   stored vector, for the top 10 of searches 10, 100 and 400 deep (the depths a dense
+//!   search, a hybrid search and the `search` tool ask), and the share of a 1,000-deep
+//!   hybrid search's top 10 that shallower prefetches keep.
 //! - **local**: the same build with the in-process model (all-MiniLM-L6-v2 on candle) on a
 //!   smaller CRM (`--local-rows`), in chunks/s; skipped when the model is not fetched.
 
@@ -59,8 +63,9 @@ pub enum Part {
     Serve,
     /// Hybrid query latency.
     Query,
-    /// Search quality: the dense (HNSW) top 10 against an exact scan of every stored
-    /// vector, and how much of the fused top 10 each hybrid prefetch depth keeps.
+    /// Search quality: the dense (HNSW) top 10 of searches 10, 100 and 400 deep against
+    /// an exact scan of every stored vector, and how much of the fused top 10 each
+    /// hybrid prefetch depth keeps.
     Quality,
     /// Full build with the in-process model.
     Local,
@@ -683,20 +688,39 @@ pub fn run(ctx: &BenchContext, args: &IndexArgs) -> anyhow::Result<Vec<Report>> 
             &format!("{}, {:.1}", quality.scanned, quality.scan.as_secs_f64()),
             "",
         ]);
-        report.row([
-            "quality",
-            "dense recall@10 (HNSW vs exact), the queries",
-            &format!("{:.3}", quality.dense_recall),
-            "",
-        ]);
-        report.figure("quality_dense_recall_at_10", quality.dense_recall);
-        report.row([
-            "quality",
-            &format!("dense recall@10, {STORED_QUERIES} stored vectors as queries"),
-            &format!("{:.3}", quality.stored_recall),
-            "",
-        ]);
-        report.figure("quality_stored_recall_at_10", quality.stored_recall);
+        for recall in &quality.recall {
+            // Figures keep their names of before for a search 10 deep.
+            let suffix = match recall.depth {
+                10 => String::new(),
+                depth => format!("_of_{depth}"),
+            };
+            report.row([
+                "quality",
+                &format!(
+                    "dense recall@10 (HNSW vs exact), {}-deep search: the queries",
+                    recall.depth
+                ),
+                &format!("{:.3}", recall.queries),
+                "",
+            ]);
+            report.figure(
+                &format!("quality_dense_recall_at_10{suffix}"),
+                recall.queries,
+            );
+            report.row([
+                "quality",
+                &format!(
+                    "dense recall@10, {}-deep search: {STORED_QUERIES} stored vectors",
+                    recall.depth
+                ),
+                &format!("{:.3}", recall.stored),
+                "",
+            ]);
+            report.figure(
+                &format!("quality_stored_recall_at_10{suffix}"),
+                recall.stored,
+            );
+        }
         for (depth, share) in &quality.agreement {
             report.row([
                 "quality",
@@ -905,17 +929,36 @@ const QUALITY_QUERIES: usize = 200;
 /// own distribution, unlike the suite's few words.
 const STORED_QUERIES: usize = 50;
 
+/// Depths of the dense searches whose top 10 the quality part compares with the exact
+/// top 10: 10 is a dense search's own, 100 a hybrid search's default prefetch, 400 the
+/// `search` tool's ([`mcp_tools::search::HYBRID_PREFETCH`]). The engine's beam is at
+/// least the depth asked, so a deeper search finds more of the true neighbours.
+const RECALL_DEPTHS: [usize; 3] = [
+    10,
+    index_qdrant::DEFAULT_PREFETCH_LIMIT,
+    mcp_tools::search::HYBRID_PREFETCH,
+];
+
+/// Dense recall@10 at one search depth.
+struct DenseRecall {
+    depth: usize,
+    /// The suite's queries.
+    queries: f64,
+    /// Stored vectors as the queries.
+    stored: f64,
+}
+
 /// What the quality part measured.
 struct SearchQuality {
     queries: usize,
     /// Points the exact scan read.
     scanned: u64,
     scan: Duration,
-    /// Share of the exact top 10 the dense (HNSW) search finds for the suite's queries,
-    /// a hit scoring (exactly) as high as the exact tenth counting as found.
-    dense_recall: f64,
-    /// The same with [`STORED_QUERIES`] stored vectors as the queries.
-    stored_recall: f64,
+    /// For each of [`RECALL_DEPTHS`]: the share of the exact top 10 that the top 10 of
+    /// a dense (HNSW) search that deep finds, for the suite's queries and for
+    /// [`STORED_QUERIES`] stored vectors as the queries; a hit scoring (exactly) as high
+    /// as the exact tenth counts as found.
+    recall: Vec<DenseRecall>,
     /// For each of [`AGREEMENT_DEPTHS`], the mean share of the hybrid top 10 at
     /// [`AGREEMENT_REFERENCE`] that the top 10 at that depth also holds.
     agreement: Vec<(usize, f64)>,
@@ -966,20 +1009,25 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
         );
         // The dense search's hits first; the scan below scores them exactly too, so a
         // hit tied with the exact tenth counts as found whatever score the engine gave.
-        let mut searched: Vec<Vec<ChunkId>> = Vec::with_capacity(dense_queries.len());
-        for dense in &dense_queries {
-            let hits = index
-                .search(&SearchRequest::dense(dense.clone(), 10))
-                .await?;
-            searched.push(hits.into_iter().map(|hit| hit.id).collect());
+        // `searched[d][q]`: the top 10 of query `q`'s search `RECALL_DEPTHS[d]` deep.
+        let mut searched: Vec<Vec<Vec<ChunkId>>> = Vec::with_capacity(RECALL_DEPTHS.len());
+        for depth in RECALL_DEPTHS {
+            let mut tops = Vec::with_capacity(dense_queries.len());
+            for dense in &dense_queries {
+                let hits = index
+                    .search(&SearchRequest::dense(dense.clone(), depth))
+                    .await?;
+                tops.push(hits.into_iter().take(10).map(|hit| hit.id).collect());
+            }
+            searched.push(tops);
         }
         // Exact: every stored vector against every query (unit vectors: cosine is the
         // dot product), in pages of the collection in id order.
         let started = Instant::now();
         let mut exact: Vec<TopTen> = dense_queries.iter().map(|_| TopTen(Vec::new())).collect();
-        let mut hit_scores: Vec<Vec<f32>> = searched
+        let mut hit_scores: Vec<Vec<Vec<f32>>> = searched
             .iter()
-            .map(|hits| vec![f32::MIN; hits.len()])
+            .map(|tops| tops.iter().map(|hits| vec![f32::MIN; hits.len()]).collect())
             .collect();
         let mut scanned = 0u64;
         let mut offset = None;
@@ -999,8 +1047,10 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
                 for (q, query) in dense_queries.iter().enumerate() {
                     let score: f32 = query.iter().zip(&vectors.dense).map(|(a, b)| a * b).sum();
                     exact[q].offer(score, point.id);
-                    if let Some(at) = searched[q].iter().position(|id| *id == point.id) {
-                        hit_scores[q][at] = score;
+                    for (tops, scores) in searched.iter().zip(&mut hit_scores) {
+                        if let Some(at) = tops[q].iter().position(|id| *id == point.id) {
+                            scores[q][at] = score;
+                        }
                     }
                 }
             }
@@ -1012,7 +1062,7 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
         }
         let scan = started.elapsed();
 
-        let recall = |range: std::ops::Range<usize>| {
+        let recall = |hit_scores: &[Vec<f32>], range: std::ops::Range<usize>| {
             let mut found = 0usize;
             let mut wanted = 0usize;
             for (top, scores) in exact[range.clone()].iter().zip(&hit_scores[range]) {
@@ -1026,8 +1076,15 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
             }
             found as f64 / wanted.max(1) as f64
         };
-        let dense_recall = recall(0..queries.len());
-        let stored_recall = recall(queries.len()..dense_queries.len());
+        let recall = RECALL_DEPTHS
+            .iter()
+            .zip(&hit_scores)
+            .map(|(depth, scores)| DenseRecall {
+                depth: *depth,
+                queries: recall(scores, 0..queries.len()),
+                stored: recall(scores, queries.len()..dense_queries.len()),
+            })
+            .collect();
 
         let fused = |depth: usize, (d, s): &(Vec<f32>, SparseVector)| {
             let request =
@@ -1052,8 +1109,7 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
             queries: queries.len(),
             scanned,
             scan,
-            dense_recall,
-            stored_recall,
+            recall,
             agreement: AGREEMENT_DEPTHS
                 .iter()
                 .zip(kept)
