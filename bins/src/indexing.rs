@@ -212,11 +212,13 @@ pub async fn open_indexer(
     )?)
 }
 
-/// Progress bars: one per table, a bar when the row count is known, a spinner otherwise.
+/// Progress bars: one per table, a bar when the row count is known, a spinner otherwise;
+/// a timer while the index is optimized.
 pub struct Bars {
     terminal: Terminal,
     bars: Mutex<BTreeMap<SourceTable, ProgressBar>>,
     verify: Mutex<Option<ProgressBar>>,
+    optimize: Mutex<Option<ProgressBar>>,
 }
 
 impl Bars {
@@ -226,6 +228,7 @@ impl Bars {
             terminal: terminal.clone(),
             bars: Mutex::new(BTreeMap::new()),
             verify: Mutex::new(None),
+            optimize: Mutex::new(None),
         }
     }
 
@@ -236,10 +239,12 @@ impl Bars {
                 bar.finish_and_clear();
             }
         }
-        if let Ok(mut verify) = self.verify.lock()
-            && let Some(bar) = verify.take()
-        {
-            bar.finish_and_clear();
+        for slot in [&self.verify, &self.optimize] {
+            if let Ok(mut slot) = slot.lock()
+                && let Some(bar) = slot.take()
+            {
+                bar.finish_and_clear();
+            }
         }
     }
 }
@@ -267,6 +272,27 @@ impl ProgressSink for Bars {
             ProgressEvent::TableFinished { table } => {
                 if let Some(bar) = bars.get(&table) {
                     bar.finish();
+                }
+            }
+            ProgressEvent::OptimizeStarted => {
+                drop(bars);
+                if let Ok(mut optimize) = self.optimize.lock() {
+                    let timer = progress::timer(
+                        &self.terminal,
+                        "optimize",
+                        "building the search graphs of the new points",
+                    );
+                    if let Some(old) = optimize.replace(timer) {
+                        old.finish_and_clear();
+                    }
+                }
+            }
+            ProgressEvent::OptimizeFinished => {
+                drop(bars);
+                if let Ok(mut optimize) = self.optimize.lock()
+                    && let Some(timer) = optimize.take()
+                {
+                    timer.finish_with_message("done");
                 }
             }
             ProgressEvent::Verified { what, count } => {

@@ -31,3 +31,17 @@ pub fn spinner(terminal: &Terminal, what: &str) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
+
+/// A spinner for one step of unknown length, labelled `what`, showing `message` and the
+/// time the step has taken.
+pub fn timer(terminal: &Terminal, what: &str, message: &str) -> ProgressBar {
+    let bar = terminal.multi().add(ProgressBar::new_spinner());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12.bold} {spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(what.to_owned());
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}

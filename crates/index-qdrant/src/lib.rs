@@ -582,8 +582,10 @@ impl Index {
     /// this only reports the state.
     #[tracing::instrument(skip_all, fields(collection = %self.collection, engine = %self.engine_kind()))]
     pub async fn optimize(&self) -> Result<OptimizeOutcome, IndexError> {
+        let started = std::time::Instant::now();
         let outcome = dispatch!(self.optimize())?;
         tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
             optimized = outcome.optimized,
             segments_before = outcome.segments_before,
             segments_after = outcome.segments_after,

@@ -166,7 +166,11 @@ impl Indexer {
         let changed = run.committed_changes.load(Ordering::SeqCst);
         let optimize_ms = if result.is_ok() && changed && self.config.optimize {
             let started = Instant::now();
-            match self.index.optimize().await {
+            tracing::info!("optimizing the index (HNSW graphs of the new points, segment merges)");
+            self.progress.event(ProgressEvent::OptimizeStarted);
+            let optimized = self.index.optimize().await;
+            self.progress.event(ProgressEvent::OptimizeFinished);
+            match optimized {
                 Ok(_) => Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
                 Err(err) => {
                     tracing::warn!(error = %err, "the index optimizer failed; searches stay correct, only slower");

@@ -233,6 +233,12 @@ pub enum ProgressEvent {
         /// The table.
         table: SourceTable,
     },
+    /// The index's optimizer starts, after the tables of a run that changed something
+    /// (when [`crate::SyncConfig::optimize`] is set). On the embedded engine it builds
+    /// the HNSW graphs of the new points: minutes after a large build.
+    OptimizeStarted,
+    /// The optimizer is done, or failed (the run goes on; its log says why).
+    OptimizeFinished,
     /// Verification progress: rows or points checked so far.
     Verified {
         /// What was checked (`rows` or `points`).

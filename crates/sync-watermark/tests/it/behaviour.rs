@@ -2,8 +2,9 @@
 //! against a fresh full build.
 
 use crm_store::{SourceTable, Timestamp};
+use std::sync::Arc;
 use std::time::Duration;
-use sync_watermark::{Indexer, RunOutcome};
+use sync_watermark::{Indexer, ProgressEvent, ProgressSink, RunOutcome};
 
 use crate::support::*;
 
@@ -130,6 +131,71 @@ async fn first_sync_builds_everything_and_a_second_has_nothing_to_do() {
         h.server.controls().inputs_embedded(),
         served,
         "nothing re-embedded"
+    );
+}
+
+/// Records the progress events of a run, in order.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<ProgressEvent>>);
+
+impl Recorder {
+    fn take(&self) -> Vec<ProgressEvent> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl ProgressSink for Recorder {
+    fn event(&self, event: ProgressEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_optimize_step_is_announced_after_the_tables_of_a_run_that_changed_something() {
+    let h = Harness::new().await;
+    seed(&h, base_time());
+    let recorder = Arc::new(Recorder::default());
+    let indexer = h
+        .indexer_with(
+            &h.index_dir("main"),
+            "crm_chunks",
+            sync_config(),
+            h.encoder.clone(),
+            recorder.clone(),
+        )
+        .await;
+    let first = indexer.sync(&no_stop()).await.expect("sync");
+    assert_eq!(first.outcome, RunOutcome::Done, "{first:?}");
+    assert!(first.optimize_ms.is_some(), "{first:?}");
+    let events = recorder.take();
+    let started = events
+        .iter()
+        .position(|e| *e == ProgressEvent::OptimizeStarted)
+        .expect("optimize announced");
+    assert_eq!(
+        &events[started..],
+        [
+            ProgressEvent::OptimizeStarted,
+            ProgressEvent::OptimizeFinished
+        ],
+        "the optimizer runs last, once: {events:?}"
+    );
+    let last_table = events
+        .iter()
+        .rposition(|e| matches!(e, ProgressEvent::TableFinished { .. }))
+        .expect("tables finished");
+    assert!(last_table < started, "{events:?}");
+
+    // Nothing changed: no optimizer.
+    let second = indexer.sync(&no_stop()).await.expect("sync");
+    assert_eq!(second.outcome, RunOutcome::NothingToDo, "{second:?}");
+    let events = recorder.take();
+    assert!(
+        !events.iter().any(|e| matches!(
+            e,
+            ProgressEvent::OptimizeStarted | ProgressEvent::OptimizeFinished
+        )),
+        "{events:?}"
     );
 }
 
