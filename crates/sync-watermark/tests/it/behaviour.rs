@@ -155,15 +155,7 @@ async fn the_optimize_step_is_announced_after_the_tables_of_a_run_that_changed_s
     let h = Harness::new().await;
     seed(&h, base_time());
     let recorder = Arc::new(Recorder::default());
-    let indexer = h
-        .indexer_with(
-            &h.index_dir("main"),
-            "crm_chunks",
-            sync_config(),
-            h.encoder.clone(),
-            recorder.clone(),
-        )
-        .await;
+    let indexer = h.indexer_reporting(recorder.clone()).await;
     let first = indexer.sync(&no_stop()).await.expect("sync");
     assert_eq!(first.outcome, RunOutcome::Done, "{first:?}");
     assert!(first.optimize_ms.is_some(), "{first:?}");

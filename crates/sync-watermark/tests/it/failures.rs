@@ -169,15 +169,7 @@ async fn an_index_lost_mid_run_is_reported_and_rebuilt_by_the_next_run() {
         at: 2,
         seen: AtomicU64::new(0),
     });
-    let indexer = h
-        .indexer_with(
-            &h.index_dir("main"),
-            "crm_chunks",
-            sync_config(),
-            h.encoder.clone(),
-            sink.clone(),
-        )
-        .await;
+    let indexer = h.indexer_reporting(sink.clone()).await;
     *sink.index.lock().unwrap() = Some(indexer.index().clone());
     let report = indexer.sync(&no_stop()).await.expect("run");
     assert_eq!(report.outcome, RunOutcome::PartialFailure, "{report:?}");
@@ -365,13 +357,7 @@ async fn a_signal_stops_the_run_between_batches_and_the_next_run_completes() {
     seed_many(&h);
     let stop = CancellationToken::new();
     let indexer = h
-        .indexer_with(
-            &h.index_dir("main"),
-            "crm_chunks",
-            sync_config(),
-            h.encoder.clone(),
-            Arc::new(CancelAtFirstCommit(stop.clone())),
-        )
+        .indexer_reporting(Arc::new(CancelAtFirstCommit(stop.clone())))
         .await;
     let report = indexer.sync(&stop).await.expect("run");
     assert_eq!(report.outcome, RunOutcome::PartialFailure, "{report:?}");

@@ -112,6 +112,19 @@ impl Harness {
         .await
     }
 
+    /// The usual indexer (collection `crm_chunks` in `main`, [`sync_config`]) reporting
+    /// its progress to `progress`.
+    pub(crate) async fn indexer_reporting(&self, progress: Arc<dyn ProgressSink>) -> Indexer {
+        self.indexer_with(
+            &self.index_dir("main"),
+            "crm_chunks",
+            sync_config(),
+            self.encoder.clone(),
+            progress,
+        )
+        .await
+    }
+
     pub(crate) async fn indexer_with(
         &self,
         dir: &Path,
