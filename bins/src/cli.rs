@@ -202,7 +202,7 @@ impl<'a> MakeWriter<'a> for SuspendingStderr {
 /// printed six of them. Those modules log nothing else, except two `mmap` warnings that
 /// need a setting no one here makes (a failed start-up check, or `QDRANT_NO_MULTI_MMAP`
 /// set by hand). The WAL keeps its warnings and errors.
-pub const QUIET_ENGINE_DIRECTIVES: [&str; 3] = [
+const QUIET_ENGINE_DIRECTIVES: [&str; 3] = [
     "qdrant_edge::common::flags=error",
     "qdrant_edge::common::mmap::ops=error",
     "qdrant_edge::wal=warn",
@@ -210,7 +210,7 @@ pub const QUIET_ENGINE_DIRECTIVES: [&str; 3] = [
 
 /// `text` as a log filter, with [`QUIET_ENGINE_DIRECTIVES`] unless it names
 /// `qdrant_edge` itself (whoever does wants that engine's lines as written).
-pub fn log_filter(text: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+fn log_filter(text: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
     let mut filter = EnvFilter::try_new(text)?;
     if !text.contains("qdrant_edge") {
         for directive in QUIET_ENGINE_DIRECTIVES {

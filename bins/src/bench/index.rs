@@ -34,6 +34,7 @@
 //! - **local**: the same build with the in-process model (all-MiniLM-L6-v2 on candle) on a
 //!   smaller CRM (`--local-rows`), in chunks/s; skipped when the model is not fetched.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -1025,10 +1026,16 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
         // dot product), in pages of the collection in id order.
         let started = Instant::now();
         let mut exact: Vec<TopTen> = dense_queries.iter().map(|_| TopTen(Vec::new())).collect();
-        let mut hit_scores: Vec<Vec<Vec<f32>>> = searched
-            .iter()
-            .map(|tops| tops.iter().map(|hits| vec![f32::MIN; hits.len()]).collect())
-            .collect();
+        // The queries each point was a hit of, at any depth, and their exact scores.
+        let mut hit_of: HashMap<ChunkId, Vec<usize>> = HashMap::new();
+        for tops in &searched {
+            for (q, hits) in tops.iter().enumerate() {
+                for id in hits {
+                    hit_of.entry(*id).or_default().push(q);
+                }
+            }
+        }
+        let mut hit_score: HashMap<(usize, ChunkId), f32> = HashMap::new();
         let mut scanned = 0u64;
         let mut offset = None;
         loop {
@@ -1044,13 +1051,12 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
                 let Some(vectors) = &point.vectors else {
                     bail!("point {} came back without its vectors", point.id);
                 };
+                let hit_of_point = hit_of.get(&point.id);
                 for (q, query) in dense_queries.iter().enumerate() {
                     let score: f32 = query.iter().zip(&vectors.dense).map(|(a, b)| a * b).sum();
                     exact[q].offer(score, point.id);
-                    for (tops, scores) in searched.iter().zip(&mut hit_scores) {
-                        if let Some(at) = tops[q].iter().position(|id| *id == point.id) {
-                            scores[q][at] = score;
-                        }
+                    if hit_of_point.is_some_and(|of| of.contains(&q)) {
+                        hit_score.insert((q, point.id), score);
                     }
                 }
             }
@@ -1062,15 +1068,20 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
         }
         let scan = started.elapsed();
 
-        let recall = |hit_scores: &[Vec<f32>], range: std::ops::Range<usize>| {
+        let recall = |tops: &[Vec<ChunkId>], range: std::ops::Range<usize>| {
             let mut found = 0usize;
             let mut wanted = 0usize;
-            for (top, scores) in exact[range.clone()].iter().zip(&hit_scores[range]) {
+            for q in range {
+                let top = &exact[q];
                 let tenth = top.0.last().map_or(f32::MIN, |(score, _)| *score);
                 wanted += top.0.len();
-                found += scores
+                found += tops[q]
                     .iter()
-                    .filter(|score| **score >= tenth - 1e-6)
+                    .filter(|id| {
+                        hit_score
+                            .get(&(q, **id))
+                            .is_some_and(|score| *score >= tenth - 1e-6)
+                    })
                     .count()
                     .min(top.0.len());
             }
@@ -1078,11 +1089,11 @@ fn search_quality(index_dir: &Path, args: &IndexArgs) -> anyhow::Result<SearchQu
         };
         let recall = RECALL_DEPTHS
             .iter()
-            .zip(&hit_scores)
-            .map(|(depth, scores)| DenseRecall {
+            .zip(&searched)
+            .map(|(depth, tops)| DenseRecall {
                 depth: *depth,
-                queries: recall(scores, 0..queries.len()),
-                stored: recall(scores, queries.len()..dense_queries.len()),
+                queries: recall(tops, 0..queries.len()),
+                stored: recall(tops, queries.len()..dense_queries.len()),
             })
             .collect();
 
